@@ -1,0 +1,1 @@
+"""One layer per module; see each module's docstring for its formula and adjoint."""
