@@ -1,0 +1,88 @@
+"""Split complex activations f(a + ib) = h(a) + i h(b) (paper eq. (3)), ComplexTanh (eq. (4)).
+
+    Z = h(Re Y) + i h(Im Y)          dY = Re(dZ) h'(Re Y) + i Im(dZ) h'(Im Y)
+
+h must be odd (so f(conj Y) = conj f(Y): the conjugate symmetry of a real map's spectrum
+survives, and f(0) = 0 keeps the threshold's zeros) and monotone non-decreasing; both are
+checked numerically when the activation is built. For tanh, h' = 1 - h^2 is read from the output,
+so only Z is kept for backward.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import array_module
+from .base import Layer, check_spectrum
+
+_PROBE = np.concatenate([np.linspace(-6.0, 6.0, 241), [-50.0, -1e-3, 1e-3, 50.0]])
+
+
+class ComplexActivation(Layer):
+    """f(a + ib) = h(a) + i h(b) on a Spectrum.
+
+    fn(t) -> h(t) and derivative(u) -> h'(t) take real arrays (use ``array_module(t)`` inside to
+    stay backend-generic); ``derivative_of="input"`` means u = t, ``"output"`` means u = h(t).
+    """
+
+    def __init__(self, fn, derivative, derivative_of="input", name=None):
+        super().__init__()
+        if derivative_of not in ("input", "output"):
+            raise ValueError(f"derivative_of must be 'input' or 'output', got {derivative_of!r}")
+        self.fn, self.derivative, self.derivative_of = fn, derivative, derivative_of
+        self.name = name or getattr(fn, "__name__", "h")
+        _check_activation(fn, derivative, derivative_of, self.name)
+
+    def forward(self, x):
+        check_spectrum(x)
+        v = x.values
+        xp = array_module(v)
+        out = self.fn(v.real) + 1j * self.fn(v.imag)
+        out = out.astype(v.dtype, copy=False)
+        self.cache = {"u": out if self.derivative_of == "output" else v}
+        return x.like(out)
+
+    def backward(self, dy):
+        (u,) = self._need_cache("u")
+        check_spectrum(dy, "dy")
+        g = dy.values
+        dx = g.real * self.derivative(u.real) + 1j * (g.imag * self.derivative(u.imag))
+        return dy.like(dx.astype(g.dtype, copy=False))
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.name})"
+
+
+class ComplexTanh(ComplexActivation):
+    """tanh(a) + i tanh(b); backward uses 1 - tanh^2 computed from the kept output."""
+
+    def __init__(self):
+        super().__init__(_tanh, _tanh_derivative_from_output, derivative_of="output", name="tanh")
+
+
+def _tanh(t):
+    return array_module(t).tanh(t)
+
+
+def _tanh_derivative_from_output(out):
+    return 1 - out * out
+
+
+def _check_activation(fn, derivative, derivative_of, name):
+    t = _PROBE
+    h = np.asarray(fn(t), dtype=np.float64)
+    if h.shape != t.shape or not np.all(np.isfinite(h)):
+        raise ValueError(f"activation {name!r} must map real arrays elementwise to finite values")
+    scale = max(1.0, float(np.max(np.abs(h))))
+    if np.max(np.abs(np.asarray(fn(-t)) + h)) > 1e-6 * scale:
+        raise ValueError(f"activation {name!r} is not odd (h(-t) != -h(t)): it would break the "
+                         "conjugate symmetry of the spectrum")
+    order = np.argsort(t)
+    if np.any(np.diff(h[order]) < -1e-9 * scale):
+        raise ValueError(f"activation {name!r} is not monotone non-decreasing")
+    inner = t[np.abs(t) < 5.9]
+    step = 1e-5
+    numeric = (np.asarray(fn(inner + step)) - np.asarray(fn(inner - step))) / (2 * step)
+    u = inner if derivative_of == "input" else np.asarray(fn(inner))
+    claimed = np.asarray(derivative(u), dtype=np.float64)
+    if np.max(np.abs(claimed - numeric)) > 1e-4 * max(1.0, float(np.max(np.abs(numeric)))):
+        raise ValueError(f"derivative of activation {name!r} does not match finite differences of it")

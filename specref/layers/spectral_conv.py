@@ -1,0 +1,125 @@
+"""SpectralConv2d: convolution as a per-frequency product of spectra (paper eq. (2)).
+
+Forward, for input spectrum X (B, C, P, H) and spatial kernels w (O, C, k, k):
+
+    K[o, c] = rfft2(w[o, c] zero-padded to P x Q, norm="backward")      (unnormalized, fft.py)
+    Y[b, o] = sum_c X[b, c] * K[o, c]  +  bias[o] * dc_scale * delta(p, h = 0)
+
+which is F_norm of the true convolution y = x (*) w of eq. (1): *linear* for a spatial input
+(zero-padded to P = M + k - 1, Q = N + k - 1), *circular* at the input's own size for a Spectrum.
+The sum over channels is one batched matrix product over the P*H frequencies.
+
+Backward (dL/dRe + i dL/dIm convention):
+
+    dX[b, c] = sum_o conj(K[o, c]) dY[b, o]
+    dK[o, c] = sum_b conj(X[b, c]) dY[b, o];   dw = rfft2_adjoint(dK)[:k, :k]
+    dbias[o] = dc_scale * Re(sum_b dY[b, o, 0, 0])
+
+The kernel spectra are recomputed in backward from w (cheap, and far smaller to keep than K).
+stride s > 1 is stride-1 convolution followed by SpectralDownsample(s, "alias").
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import fft
+from ..backend import array_module
+from ..spectrum import Spectrum
+from .base import Layer, check_float_dtype, check_positive_int, check_spatial, make_rng
+from .downsample import SpectralDownsample
+
+
+class SpectralConv2d(Layer):
+    def __init__(self, in_channels, out_channels, kernel_size, bias=True, stride=1,
+                 dtype=np.float32, fft_norm=fft.DEFAULT_NORM, rng=None):
+        super().__init__()
+        self.in_channels = check_positive_int(in_channels, "in_channels")
+        self.out_channels = check_positive_int(out_channels, "out_channels")
+        self.kernel_size = check_positive_int(kernel_size, "kernel_size")
+        self.stride = check_positive_int(stride, "stride")
+        self.dtype = check_float_dtype(dtype)
+        self.fft_norm = fft.check_norm(fft_norm)
+        rng = make_rng(rng)
+        bound = 1.0 / np.sqrt(in_channels * kernel_size * kernel_size)
+        shape = (out_channels, in_channels, kernel_size, kernel_size)
+        self.params["weight"] = rng.uniform(-bound, bound, shape).astype(self.dtype)
+        if bias:
+            self.params["bias"] = rng.uniform(-bound, bound, out_channels).astype(self.dtype)
+        self.downsample = SpectralDownsample(self.stride, "alias") if self.stride > 1 else None
+
+    def forward(self, x):
+        spatial_shape = None
+        if isinstance(x, Spectrum):
+            X, size, norm = x.values, x.size, x.norm
+            self._check_dtype(X.real.dtype, "x")
+        else:
+            check_spatial(x)
+            self._check_dtype(x.dtype, "x")
+            spatial_shape = tuple(x.shape[-2:])
+            k = self.kernel_size
+            size = (x.shape[-2] + k - 1, x.shape[-1] + k - 1)
+            norm = self.fft_norm
+            X = fft.rfft2(x, size, norm)
+        self._check_channels(X.shape[1])
+        self._check_kernel_fits(size)
+        xp = array_module(X, self.params["weight"])
+        kernel_spectrum = fft.rfft2(self.params["weight"], size, "backward")
+        Y = _channel_product(X, kernel_spectrum, xp)
+        if "bias" in self.params:
+            Y[:, :, 0, 0] += self.params["bias"] * fft.dc_scale(size, norm)
+        self.cache = {"X": X, "size": size, "norm": norm, "spatial_shape": spatial_shape}
+        out = Spectrum(Y, size, norm)
+        return self.downsample.forward(out) if self.downsample is not None else out
+
+    def backward(self, dy):
+        if self.downsample is not None:
+            dy = self.downsample.backward(dy)
+        X, size, norm, spatial_shape = self._need_cache("X", "size", "norm", "spatial_shape")
+        dY = dy.values
+        xp = array_module(dY, X)
+        k = self.kernel_size
+        kernel_spectrum = fft.rfft2(self.params["weight"], size, "backward")
+        dX = _channel_product(dY, xp.conj(kernel_spectrum).transpose(1, 0, 2, 3), xp)
+        dK = _batch_product(xp.conj(X), dY, xp)
+        self.grads["weight"] = fft.rfft2_adjoint(dK, size, "backward")[..., :k, :k].astype(self.dtype)
+        if "bias" in self.params:
+            dc = dY[:, :, 0, 0].real.sum(axis=0) * fft.dc_scale(size, norm)
+            self.grads["bias"] = dc.astype(self.dtype)
+        if spatial_shape is None:
+            return Spectrum(dX, size, norm)
+        return fft.rfft2_adjoint(dX, size, norm)[..., : spatial_shape[0], : spatial_shape[1]]
+
+    def _check_dtype(self, dtype, name):
+        if np.dtype(dtype) != self.dtype:
+            raise TypeError(f"{name} has dtype {np.dtype(dtype)} but this layer's dtype is {self.dtype}"
+                            f" (complex {fft.complex_dtype(self.dtype)} for a Spectrum)")
+
+    def _check_channels(self, channels):
+        if channels != self.in_channels:
+            raise ValueError(f"x has {channels} channels, expected in_channels={self.in_channels}")
+
+    def _check_kernel_fits(self, size):
+        if self.kernel_size > min(size):
+            raise ValueError(f"kernel_size={self.kernel_size} is larger than the FFT size {size}")
+
+    def __repr__(self):
+        return (f"SpectralConv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
+                f", stride={self.stride}, bias={'bias' in self.params})")
+
+
+def _channel_product(X, K, xp):
+    """Y[b, o, f] = sum_c X[b, c, f] K[o, c, f], as one matmul batched over frequencies f."""
+    b, c, p, h = X.shape
+    o = K.shape[0]
+    Xf = X.reshape(b, c, p * h).transpose(2, 0, 1)          # (F, B, C)
+    Kf = K.reshape(o, c, p * h).transpose(2, 1, 0)          # (F, C, O)
+    return xp.matmul(Xf, Kf).transpose(1, 2, 0).reshape(b, o, p, h)
+
+
+def _batch_product(A, B, xp):
+    """G[o, c, f] = sum_b A[b, c, f] B[b, o, f] (the kernel gradient), batched over f."""
+    nb, c, p, h = A.shape
+    o = B.shape[1]
+    Af = A.reshape(nb, c, p * h).transpose(2, 1, 0)         # (F, C, B)
+    Bf = B.reshape(nb, o, p * h).transpose(2, 0, 1)         # (F, B, O)
+    return xp.matmul(Af, Bf).transpose(2, 1, 0).reshape(o, c, p, h)

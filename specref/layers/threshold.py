@@ -1,0 +1,51 @@
+"""Threshold: keep spectral entries with |Y| > beta (strictly), zero the rest (Algorithm 1, l.16).
+
+    Y_hat = Y * [|Y| > beta]          dY = dY_hat * [|Y| > beta]
+
+|Y| is the complex magnitude, so the mask is conjugate-symmetric and Y_hat stays the spectrum of
+a real map. The gradient is the one of the thresholded network (the kink |Y| = beta has measure
+zero; the subgradient used there is 0).
+"""
+from __future__ import annotations
+
+import math
+
+from ..backend import array_module
+from ..spectrum import Spectrum
+from .base import Layer, check_spectrum
+
+
+class Threshold(Layer):
+    def __init__(self, beta):
+        super().__init__()
+        self.beta = check_beta(beta)
+
+    def forward(self, x):
+        xp = check_spectrum(x)
+        mask = xp.abs(x.values) > self.beta
+        self.cache = {"mask": mask}
+        return x.like(x.values * mask)
+
+    def backward(self, dy):
+        (mask,) = self._need_cache("mask")
+        check_spectrum(dy, "dy")
+        return dy.like(dy.values * mask)
+
+    def __repr__(self):
+        return f"Threshold(beta={self.beta})"
+
+
+def check_beta(beta):
+    try:
+        value = float(beta)
+    except (TypeError, ValueError):
+        raise TypeError(f"beta must be a real number >= 0, got {beta!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
+    return value
+
+
+def nonzero_fraction(spectrum: Spectrum) -> float:
+    """Share of stored half-spectrum entries that are non-zero (a logging-point sync)."""
+    xp = array_module(spectrum.values)
+    return float(xp.count_nonzero(spectrum.values)) / max(1, spectrum.values.size)
