@@ -91,8 +91,8 @@ def _axis_matrix(n, n_out, mode, factor):
     for j in range(n_out):
         nu = j if j < (n_out + 1) // 2 else j - n_out
         m[j, nu % n] += 1.0
-        if n_out % 2 == 0 and j == n_out // 2:      # Nyquist bin: +nu folds in too
-            m[j, (-nu) % n] += 1.0
+        if n_out % 2 == 0 and j == n_out // 2 and (-nu) % n != nu % n:
+            m[j, (-nu) % n] += 1.0                  # Nyquist bin: +nu folds in too
     return m
 
 

@@ -1,0 +1,64 @@
+"""The transforms' adjoints, by the dot-product test <A x, y> = <x, A^T y>, for every norm."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from specref import fft
+from specref.testing import inner
+
+sizes = st.tuples(st.integers(1, 9), st.integers(1, 9))
+
+
+@pytest.mark.parametrize("norm", fft.NORMS)
+@given(size=sizes, seed=st.integers(0, 2**16))
+def test_rfft2_adjoint(norm, size, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, *size))
+    g = rng.standard_normal((2, size[0], fft.half_width(size[1]))) * (1 + 1j)
+    g = g + 1j * rng.standard_normal(g.shape)
+    lhs = inner(g, fft.rfft2(x, size, norm))
+    rhs = inner(fft.rfft2_adjoint(g, size, norm), x)
+    assert lhs == pytest.approx(rhs, rel=1e-10, abs=1e-10)
+
+
+@pytest.mark.parametrize("norm", fft.NORMS)
+@given(size=sizes, seed=st.integers(0, 2**16))
+def test_irfft2_adjoint_on_free_half_spectra(norm, size, seed):
+    """The adjoint holds for any complex half array, not only Hermitian-consistent ones."""
+    rng = np.random.default_rng(seed)
+    shape = (2, size[0], fft.half_width(size[1]))
+    z = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+    g = rng.standard_normal((2, *size))
+    lhs = inner(g, fft.irfft2(z, size, norm))
+    rhs = inner(fft.irfft2_adjoint(g, size, norm), z)
+    assert lhs == pytest.approx(rhs, rel=1e-10, abs=1e-10)
+
+
+@pytest.mark.parametrize("norm", fft.NORMS)
+def test_convolution_theorem_with_unnormalized_kernel(norm, rng):
+    """F_norm(x (*) k) = F_norm(x) * F_backward(k), the identity the conv layer relies on."""
+    from tests.references import circular_convolution
+
+    x = rng.standard_normal((1, 1, 6, 5))
+    k = rng.standard_normal((1, 1, 3, 3))
+    y = circular_convolution(x, k)
+    lhs = fft.rfft2(y, (6, 5), norm)
+    rhs = fft.rfft2(x, (6, 5), norm) * fft.rfft2(k, (6, 5), "backward")
+    np.testing.assert_allclose(lhs, rhs, atol=1e-12)
+
+
+def test_dc_scale_matches_transform_of_constant():
+    for norm in fft.NORMS:
+        ones = np.ones((5, 6))
+        assert fft.rfft2(ones, (5, 6), norm)[0, 0].real == pytest.approx(fft.dc_scale((5, 6), norm))
+
+
+def test_bad_norm_is_refused():
+    with pytest.raises(ValueError, match="norm"):
+        fft.rfft2(np.ones((2, 2)), (2, 2), "unitary")
+
+
+def test_single_precision_is_kept():
+    x = np.ones((3, 4), np.float32)
+    assert fft.rfft2(x, (3, 4)).dtype == np.complex64
+    assert fft.irfft2(fft.rfft2(x, (3, 4)), (3, 4)).dtype == np.float32
