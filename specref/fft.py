@@ -105,6 +105,45 @@ def resample_scale(size_in, size_out, norm=DEFAULT_NORM) -> float:
     return {"backward": ratio, "ortho": float(np.sqrt(ratio)), "forward": 1.0}[check_norm(norm)]
 
 
+def kernel_spectrum(kernels, size):
+    """Unnormalized half spectrum of small kernels (..., k, k) zero-padded to ``size``.
+
+    K = w_flat @ E with E[(a, b), (p, h)] = exp(-2 pi i (p a / P + h b / Q)): for k*k << P*Q a
+    matrix product costs far less than one FFT per kernel, forward and adjoint alike.
+    """
+    k = kernels.shape[-1]
+    dft = _kernel_dft(kernels, k, size)
+    flat = kernels.reshape(-1, k * k).astype(dft.dtype)
+    return (flat @ dft).reshape(kernels.shape[:-2] + (size[0], half_width(size[1])))
+
+
+def kernel_spectrum_adjoint(spectrum_grad, kernel_size, size):
+    """Adjoint of :func:`kernel_spectrum` at spatial size ``size``: dw = Re(dK_flat @ E^H)."""
+    p, h = spectrum_grad.shape[-2:]
+    k = kernel_size
+    dft = _kernel_dft(spectrum_grad, k, size)
+    flat = spectrum_grad.reshape(-1, p * h)
+    return (flat @ dft.conj().T).real.reshape(spectrum_grad.shape[:-2] + (k, k))
+
+
+_DFT_CACHE = {}
+
+
+def _kernel_dft(like, k, size):
+    """E (k*k, P*H) on ``like``'s device in its complex precision, cached."""
+    xp = array_module(like)
+    dtype = complex_dtype(like.real.dtype if xp.iscomplexobj(like) else like.dtype)
+    key = (xp.__name__, k, tuple(size), np.dtype(dtype).str)
+    if key not in _DFT_CACHE:
+        p, q = size
+        a = np.arange(k)
+        rows = np.exp(-2j * np.pi * np.outer(a, np.arange(p)) / p)                # (k, P)
+        cols = np.exp(-2j * np.pi * np.outer(a, np.arange(half_width(q))) / q)    # (k, H)
+        dft = np.einsum("ap,bh->abph", rows, cols).reshape(k * k, -1)
+        _DFT_CACHE[key] = xp.asarray(dft, dtype=dtype)
+    return _DFT_CACHE[key]
+
+
 def complex_dtype(real_dtype):
     """complex64 for float32 (and smaller), complex128 for float64."""
     return np.result_type(real_dtype, np.complex64)

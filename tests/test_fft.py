@@ -62,3 +62,14 @@ def test_single_precision_is_kept():
     x = np.ones((3, 4), np.float32)
     assert fft.rfft2(x, (3, 4)).dtype == np.complex64
     assert fft.irfft2(fft.rfft2(x, (3, 4)), (3, 4)).dtype == np.float32
+
+
+@pytest.mark.parametrize("size", [(5, 6), (7, 7), (3, 4)])
+def test_kernel_spectrum_is_unnormalized_rfft2_and_its_adjoint(size, rng):
+    w = rng.standard_normal((2, 3, 3, 3))
+    np.testing.assert_allclose(fft.kernel_spectrum(w, size), np.fft.rfft2(w, s=size), atol=1e-12)
+    g = rng.standard_normal((2, 3, size[0], fft.half_width(size[1])))
+    g = g + 1j * rng.standard_normal(g.shape)
+    lhs = inner(g, fft.kernel_spectrum(w, size))
+    rhs = inner(fft.kernel_spectrum_adjoint(g, 3, size), w)
+    assert lhs == pytest.approx(rhs, rel=1e-10)

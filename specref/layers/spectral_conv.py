@@ -2,7 +2,7 @@
 
 Forward, for input spectrum X (B, C, P, H) and spatial kernels w (O, C, k, k):
 
-    K[o, c] = rfft2(w[o, c] zero-padded to P x Q, norm="backward")      (unnormalized, fft.py)
+    K[o, c] = rfft2(w[o, c] zero-padded to P x Q, norm="backward")      (fft.kernel_spectrum)
     Y[b, o] = sum_c X[b, c] * K[o, c]  +  bias[o] * dc_scale * delta(p, h = 0)
 
 which is F_norm of the true convolution y = x (*) w of eq. (1): *linear* for a spatial input
@@ -12,7 +12,7 @@ The sum over channels is one batched matrix product over the P*H frequencies.
 Backward (dL/dRe + i dL/dIm convention):
 
     dX[b, c] = sum_o conj(K[o, c]) dY[b, o]
-    dK[o, c] = sum_b conj(X[b, c]) dY[b, o];   dw = rfft2_adjoint(dK)[:k, :k]
+    dK[o, c] = sum_b conj(X[b, c]) dY[b, o];   dw = kernel_spectrum_adjoint(dK)
     dbias[o] = dc_scale * Re(sum_b dY[b, o, 0, 0])
 
 The kernel spectra are recomputed in backward from w (cheap, and far smaller to keep than K).
@@ -63,7 +63,7 @@ class SpectralConv2d(Layer):
         self._check_channels(X.shape[1])
         self._check_kernel_fits(size)
         xp = array_module(X, self.params["weight"])
-        kernel_spectrum = fft.rfft2(self.params["weight"], size, "backward")
+        kernel_spectrum = fft.kernel_spectrum(self.params["weight"], size)
         Y = _channel_product(X, kernel_spectrum, xp)
         if "bias" in self.params:
             Y[:, :, 0, 0] += self.params["bias"] * fft.dc_scale(size, norm)
@@ -78,10 +78,10 @@ class SpectralConv2d(Layer):
         dY = dy.values
         xp = array_module(dY, X)
         k = self.kernel_size
-        kernel_spectrum = fft.rfft2(self.params["weight"], size, "backward")
+        kernel_spectrum = fft.kernel_spectrum(self.params["weight"], size)
         dX = _channel_product(dY, xp.conj(kernel_spectrum).transpose(1, 0, 2, 3), xp)
         dK = _batch_product(xp.conj(X), dY, xp)
-        self.grads["weight"] = fft.rfft2_adjoint(dK, size, "backward")[..., :k, :k].astype(self.dtype)
+        self.grads["weight"] = fft.kernel_spectrum_adjoint(dK, k, size).astype(self.dtype, copy=False)
         if "bias" in self.params:
             dc = dY[:, :, 0, 0].real.sum(axis=0) * fft.dc_scale(size, norm)
             self.grads["bias"] = dc.astype(self.dtype)
@@ -107,19 +107,27 @@ class SpectralConv2d(Layer):
                 f", stride={self.stride}, bias={'bias' in self.params})")
 
 
+def _frequency_major(A, xp):
+    """(N, M, P, H) -> contiguous (P*H, N, M): one small matrix per frequency, BLAS-friendly."""
+    n, m, p, h = A.shape
+    return xp.ascontiguousarray(A.reshape(n, m, p * h).transpose(2, 0, 1))
+
+
+def _channel_major(A, p, h, xp):
+    """(P*H, N, M) -> contiguous (N, M, P, H)."""
+    f, n, m = A.shape
+    return xp.ascontiguousarray(A.transpose(1, 2, 0)).reshape(n, m, p, h)
+
+
 def _channel_product(X, K, xp):
     """Y[b, o, f] = sum_c X[b, c, f] K[o, c, f], as one matmul batched over frequencies f."""
-    b, c, p, h = X.shape
-    o = K.shape[0]
-    Xf = X.reshape(b, c, p * h).transpose(2, 0, 1)          # (F, B, C)
-    Kf = K.reshape(o, c, p * h).transpose(2, 1, 0)          # (F, C, O)
-    return xp.matmul(Xf, Kf).transpose(1, 2, 0).reshape(b, o, p, h)
+    p, h = X.shape[-2:]
+    Kf = _frequency_major(K, xp).transpose(0, 2, 1)          # (F, C, O)
+    return _channel_major(xp.matmul(_frequency_major(X, xp), Kf), p, h, xp)
 
 
 def _batch_product(A, B, xp):
     """G[o, c, f] = sum_b A[b, c, f] B[b, o, f] (the kernel gradient), batched over f."""
-    nb, c, p, h = A.shape
-    o = B.shape[1]
-    Af = A.reshape(nb, c, p * h).transpose(2, 1, 0)         # (F, C, B)
-    Bf = B.reshape(nb, o, p * h).transpose(2, 0, 1)         # (F, B, O)
-    return xp.matmul(Af, Bf).transpose(2, 1, 0).reshape(o, c, p, h)
+    p, h = A.shape[-2:]
+    Gf = xp.matmul(_frequency_major(B, xp).transpose(0, 2, 1), _frequency_major(A, xp))  # (F, O, C)
+    return _channel_major(Gf, p, h, xp)
