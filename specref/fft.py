@@ -106,24 +106,38 @@ def resample_scale(size_in, size_out, norm=DEFAULT_NORM) -> float:
 
 
 def kernel_spectrum(kernels, size):
-    """Unnormalized half spectrum of small kernels (..., k, k) zero-padded to ``size``.
+    """Unnormalized half spectrum of small kernels (O, C, k, k) zero-padded to ``size``: (O, C, P, H)."""
+    o, c = kernels.shape[:2]
+    freq_major = kernel_spectrum_frequency_major(kernels, size)          # (F, C, O)
+    return freq_major.transpose(2, 1, 0).reshape(o, c, size[0], half_width(size[1]))
 
-    K = w_flat @ E with E[(a, b), (p, h)] = exp(-2 pi i (p a / P + h b / Q)): for k*k << P*Q a
-    matrix product costs far less than one FFT per kernel, forward and adjoint alike.
+
+def kernel_spectrum_frequency_major(kernels, size):
+    """K as (P*H, C, O): K[f, c, o] = sum_(a,b) E[(a, b), f] w[o, c, a, b], one matrix product.
+
+    E[(a, b), (p, h)] = exp(-2 pi i (p a / P + h b / Q)); for k*k << P*Q this costs far less
+    than one FFT per kernel, and it lands directly in the layout the channel products use.
     """
-    k = kernels.shape[-1]
-    dft = _kernel_dft(kernels, k, size)
-    flat = kernels.reshape(-1, k * k).astype(dft.dtype)
-    return (flat @ dft).reshape(kernels.shape[:-2] + (size[0], half_width(size[1])))
+    o, c, k, _ = kernels.shape
+    dft = _kernel_dft(kernels, k, size)                                   # (k*k, F)
+    flat = kernels.transpose(2, 3, 1, 0).reshape(k * k, c * o).astype(dft.dtype)
+    return (dft.T @ flat).reshape(-1, c, o)
 
 
 def kernel_spectrum_adjoint(spectrum_grad, kernel_size, size):
-    """Adjoint of :func:`kernel_spectrum` at spatial size ``size``: dw = Re(dK_flat @ E^H)."""
-    p, h = spectrum_grad.shape[-2:]
+    """Adjoint of :func:`kernel_spectrum`: (O, C, P, H) -> dw (O, C, k, k)."""
+    o, c = spectrum_grad.shape[:2]
+    freq_major = spectrum_grad.reshape(o, c, -1).transpose(2, 0, 1)      # (F, O, C)
+    return kernel_spectrum_adjoint_frequency_major(freq_major, kernel_size, size)
+
+
+def kernel_spectrum_adjoint_frequency_major(grad_freq_major, kernel_size, size):
+    """dw[o, c, a, b] = Re(sum_f conj(E[(a, b), f]) G[f, o, c]) for G (F, O, C)."""
+    f, o, c = grad_freq_major.shape
     k = kernel_size
-    dft = _kernel_dft(spectrum_grad, k, size)
-    flat = spectrum_grad.reshape(-1, p * h)
-    return (flat @ dft.conj().T).real.reshape(spectrum_grad.shape[:-2] + (k, k))
+    dft = _kernel_dft(grad_freq_major, k, size)
+    dw = (dft.conj() @ grad_freq_major.reshape(f, o * c)).real          # (k*k, O*C)
+    return dw.reshape(k, k, o, c).transpose(2, 3, 0, 1).copy()
 
 
 _DFT_CACHE = {}

@@ -16,6 +16,8 @@ Backward (dL/dRe + i dL/dIm convention):
     dbias[o] = dc_scale * Re(sum_b dY[b, o, 0, 0])
 
 The kernel spectra are recomputed in backward from w (cheap, and far smaller to keep than K).
+Outputs are (B, C, P, H) views of frequency-major memory (P, H, B, C): the per-frequency
+products then need no transposes, and elementwise layers after this one keep that layout.
 stride s > 1 is stride-1 convolution followed by SpectralDownsample(s, "alias").
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 
 from .. import fft
 from ..backend import array_module
+from ..batched import batched_matmul
 from ..spectrum import Spectrum
 from .base import Layer, check_float_dtype, check_positive_int, check_spatial, make_rng
 from .downsample import SpectralDownsample
@@ -63,8 +66,8 @@ class SpectralConv2d(Layer):
         self._check_channels(X.shape[1])
         self._check_kernel_fits(size)
         xp = array_module(X, self.params["weight"])
-        kernel_spectrum = fft.kernel_spectrum(self.params["weight"], size)
-        Y = _channel_product(X, kernel_spectrum, xp)
+        kernels = fft.kernel_spectrum_frequency_major(self.params["weight"], size)   # (F, C, O)
+        Y = _spectrum_view(batched_matmul(_frequency_major(X, xp), kernels), size)
         if "bias" in self.params:
             Y[:, :, 0, 0] += self.params["bias"] * fft.dc_scale(size, norm)
         self.cache = {"X": X, "size": size, "norm": norm, "spatial_shape": spatial_shape}
@@ -78,10 +81,12 @@ class SpectralConv2d(Layer):
         dY = dy.values
         xp = array_module(dY, X)
         k = self.kernel_size
-        kernel_spectrum = fft.kernel_spectrum(self.params["weight"], size)
-        dX = _channel_product(dY, xp.conj(kernel_spectrum).transpose(1, 0, 2, 3), xp)
-        dK = _batch_product(xp.conj(X), dY, xp)
-        self.grads["weight"] = fft.kernel_spectrum_adjoint(dK, k, size).astype(self.dtype, copy=False)
+        kernels = fft.kernel_spectrum_frequency_major(self.params["weight"], size)   # (F, C, O)
+        dYf = _frequency_major(dY, xp)                                               # (F, B, O)
+        dX = _spectrum_view(batched_matmul(dYf, xp.conj(kernels).transpose(0, 2, 1)), size)
+        dK = batched_matmul(dYf.transpose(0, 2, 1), xp.conj(_frequency_major(X, xp)))  # (F, O, C)
+        dw = fft.kernel_spectrum_adjoint_frequency_major(dK, k, size)
+        self.grads["weight"] = dw.astype(self.dtype, copy=False)
         if "bias" in self.params:
             dc = dY[:, :, 0, 0].real.sum(axis=0) * fft.dc_scale(size, norm)
             self.grads["bias"] = dc.astype(self.dtype)
@@ -108,26 +113,16 @@ class SpectralConv2d(Layer):
 
 
 def _frequency_major(A, xp):
-    """(N, M, P, H) -> contiguous (P*H, N, M): one small matrix per frequency, BLAS-friendly."""
-    n, m, p, h = A.shape
-    return xp.ascontiguousarray(A.reshape(n, m, p * h).transpose(2, 0, 1))
+    """(B, C, P, H) -> (P*H, B, C), one small matrix per frequency.
+
+    Free (a view) when A is already stored frequency-major, as every spectrum this layer
+    returns is; a copy otherwise (e.g. straight out of rfft2).
+    """
+    b, c, p, h = A.shape
+    return xp.ascontiguousarray(A.transpose(2, 3, 0, 1)).reshape(p * h, b, c)
 
 
-def _channel_major(A, p, h, xp):
-    """(P*H, N, M) -> contiguous (N, M, P, H)."""
-    f, n, m = A.shape
-    return xp.ascontiguousarray(A.transpose(1, 2, 0)).reshape(n, m, p, h)
-
-
-def _channel_product(X, K, xp):
-    """Y[b, o, f] = sum_c X[b, c, f] K[o, c, f], as one matmul batched over frequencies f."""
-    p, h = X.shape[-2:]
-    Kf = _frequency_major(K, xp).transpose(0, 2, 1)          # (F, C, O)
-    return _channel_major(xp.matmul(_frequency_major(X, xp), Kf), p, h, xp)
-
-
-def _batch_product(A, B, xp):
-    """G[o, c, f] = sum_b A[b, c, f] B[b, o, f] (the kernel gradient), batched over f."""
-    p, h = A.shape[-2:]
-    Gf = xp.matmul(_frequency_major(B, xp).transpose(0, 2, 1), _frequency_major(A, xp))  # (F, O, C)
-    return _channel_major(Gf, p, h, xp)
+def _spectrum_view(freq_major, size):
+    """(P*H, B, C) contiguous -> a (B, C, P, H) view of the same memory (no copy)."""
+    f, b, c = freq_major.shape
+    return freq_major.reshape(size[0], f // size[0], b, c).transpose(2, 3, 0, 1)

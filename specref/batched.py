@@ -1,0 +1,55 @@
+"""Batched small matrix products, C[f] = A[f] @ B[f], fast on a few CPU cores.
+
+The spectral convolution is hundreds of small complex products, one per frequency. A threaded
+BLAS given a stack of small matrices synchronizes its threads once per matrix, which measured
+here 100x slower than one thread (0.1 vs 40 GFLOP/s, complex64 32x64 @ 64x64, 612 frequencies).
+So on NumPy each call runs with BLAS held to one thread and the stack split across a small
+thread pool (NumPy releases the GIL inside matmul). CuPy arrays go straight to cuBLAS.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .backend import array_module
+
+_WORKERS = max(1, os.cpu_count() or 1)
+_pool = None
+_controller = None
+
+
+def batched_matmul(A, B):
+    """A (F, n, k) @ B (F, k, m) -> (F, n, m)."""
+    xp = array_module(A, B)
+    if xp is not np:
+        return xp.matmul(A, B)
+    out = np.empty(A.shape[:-1] + B.shape[-1:], dtype=np.result_type(A.dtype, B.dtype))
+    stacks = A.shape[0]
+    cuts = np.linspace(0, stacks, min(_WORKERS, stacks) + 1).astype(int)
+    chunks = [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+    with _single_threaded_blas():
+        if len(chunks) == 1:
+            np.matmul(A, B, out=out)
+        else:
+            jobs = [_executor().submit(np.matmul, A[a:b], B[a:b], out=out[a:b]) for a, b in chunks]
+            for job in jobs:
+                job.result()
+    return out
+
+
+def _executor():
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="specref-matmul")
+    return _pool
+
+
+def _single_threaded_blas():
+    global _controller
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=1, user_api="blas")
