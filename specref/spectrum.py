@@ -13,7 +13,7 @@ from .backend import array_module
 
 
 class Spectrum:
-    __slots__ = ("values", "size", "norm")
+    __slots__ = ("values", "size", "norm", "stored")
 
     def __init__(self, values, size, norm=fft.DEFAULT_NORM):
         xp = array_module(values)
@@ -33,6 +33,9 @@ class Spectrum:
         self.values = values
         self.size = size
         self.norm = fft.check_norm(norm)
+        # The copy a layer kept for backward (specref.storage), so the next layer that needs the
+        # same map keeps this handle instead of a second copy.
+        self.stored = None
 
     @classmethod
     def from_spatial(cls, x, size=None, norm=fft.DEFAULT_NORM):

@@ -31,18 +31,24 @@ class ComplexActivation(Layer):
         self.fn, self.derivative, self.derivative_of = fn, derivative, derivative_of
         self.name = name or getattr(fn, "__name__", "h")
         _check_activation(fn, derivative, derivative_of, self.name)
+        nonzero_probe = _PROBE[_PROBE != 0]
+        self.zero_only_at_zero = bool(np.all(np.asarray(fn(nonzero_probe)) != 0))
 
     def forward(self, x):
         check_spectrum(x)
         v = x.values
-        xp = array_module(v)
         out = self.fn(v.real) + 1j * self.fn(v.imag)
-        out = out.astype(v.dtype, copy=False)
-        self.cache = {"u": out if self.derivative_of == "output" else v}
-        return x.like(out)
+        result = x.like(out.astype(v.dtype, copy=False))
+        self.cache = {}
+        self.keep("u", result if self.derivative_of == "output" else x)
+        return result
+
+    def kept_pattern(self):
+        """Where the kept map is non-zero (what a Threshold sharing its mask reads)."""
+        return self._need_cache("u")[0].pattern()
 
     def backward(self, dy):
-        (u,) = self._need_cache("u")
+        u = self.kept("u")
         check_spectrum(dy, "dy")
         g = dy.values
         dx = g.real * self.derivative(u.real) + 1j * (g.imag * self.derivative(u.imag))

@@ -10,10 +10,18 @@ import numpy as np
 
 from ..backend import array_module
 from ..spectrum import Spectrum
+from ..storage import get_codec
 
 
 class Layer:
-    """Base class: parameters, gradients, cache and train/eval mode."""
+    """Base class: parameters, gradients, cache and train/eval mode.
+
+    Feature maps that backward needs go through ``keep(name, map)`` / ``kept(name)``, which
+    store them with the layer's ``storage`` codec (dense by default; see specref.storage). A
+    Spectrum already kept by an earlier layer is shared, not stored again.
+    """
+
+    storage = get_codec("dense")
 
     def __init__(self):
         self.params = {}
@@ -43,6 +51,19 @@ class Layer:
 
     def clear_cache(self):
         self.cache = {}
+
+    def keep(self, name, value):
+        """Store a feature map (array or Spectrum) for backward with this layer's codec."""
+        if isinstance(value, Spectrum):
+            if value.stored is None:
+                value.stored = self.storage.encode(value.values)
+            self.cache[name] = value.stored
+        else:
+            self.cache[name] = self.storage.encode(value)
+
+    def kept(self, name):
+        """The map kept under ``name``, decoded."""
+        return self._need_cache(name)[0].decode()
 
     def _need_cache(self, *keys):
         missing = [k for k in keys if k not in self.cache]

@@ -83,6 +83,30 @@ def col2im(cols, x_shape, kernel_size, before, after, flip):
     return x[:, :, before:before + M, before:before + N]
 
 
+_WORKSPACES = {}
+
+
+def _workspace(name, shape, like):
+    """A scratch buffer shared by every Conv2d (one layer runs at a time), grown on demand.
+
+    im2col matrices are large: one shared buffer saves the allocator fresh pages each call
+    while holding only the largest one, never one per layer between forward and backward.
+    """
+    xp = array_module(like)
+    key = (name, xp.__name__, like.dtype.str)
+    size = int(np.prod(shape))
+    buffer = _WORKSPACES.get(key)
+    if buffer is None or buffer.size < size:
+        buffer = xp.empty(size, dtype=like.dtype)
+        _WORKSPACES[key] = buffer
+    return buffer[:size].reshape(shape)
+
+
+def release_workspaces():
+    """Free the shared im2col buffers."""
+    _WORKSPACES.clear()
+
+
 class Conv2d(Layer):
     """True 2-D convolution summed over input channels: weight (O, C, k, k), bias (O,)."""
 
@@ -103,8 +127,6 @@ class Conv2d(Layer):
         self.params["weight"] = rng.uniform(-bound, bound, shape).astype(self.dtype)
         if bias:
             self.params["bias"] = rng.uniform(-bound, bound, self.out_channels).astype(self.dtype)
-        # im2col matrices are large: reusing them saves the allocator zeroing fresh pages each step.
-        self._buffers = {}
 
     def forward(self, x):
         xp = self._check_input(x)
@@ -112,19 +134,23 @@ class Conv2d(Layer):
         k, O = self.kernel_size, self.out_channels
         before, after = padding_widths(self.padding, k)
         Mo, No = M + before + after - k + 1, N + before + after - k + 1
-        cols = im2col(x, k, before, after, flip=True, out=self._buffer("cols", (C * k * k, B * Mo * No), x))
+        cols = im2col(x, k, before, after, flip=True, out=_workspace("cols", (C * k * k, B * Mo * No), x))
         y = self.params["weight"].reshape(O, C * k * k) @ cols
         y = xp.ascontiguousarray(y.reshape(O, B, Mo, No).transpose(1, 0, 2, 3))
         if "bias" in self.params:
             y += self.params["bias"][:, None, None]
-        self.cache = {"cols": cols, "x_shape": x.shape}
+        # Keep x, not its k*k times larger columns (as cuDNN does): backward rebuilds them.
+        self.cache = {"x_shape": x.shape}
+        self.keep("x", x)
         return y
 
     def backward(self, dy):
-        cols, (B, C, M, N) = self._need_cache("cols", "x_shape")
+        (B, C, M, N), x = self._need_cache("x_shape")[0], self.kept("x")
         xp = check_spatial(dy, "dy")
         k, O = self.kernel_size, self.out_channels
         before, after = padding_widths(self.padding, k)
+        Mo, No = M + before + after - k + 1, N + before + after - k + 1
+        cols = im2col(x, k, before, after, flip=True, out=_workspace("cols", (C * k * k, B * Mo * No), x))
         out_shape = (B, O, M + before + after - k + 1, N + before + after - k + 1)
         if tuple(dy.shape) != out_shape:
             raise ValueError(f"dy must have the output's shape {out_shape}, got {tuple(dy.shape)}")
@@ -137,22 +163,10 @@ class Conv2d(Layer):
             dx = col2im(dcols, (B, C, M, N), k, before, after, flip=True)
         else:
             dy_cols = im2col(dy, k, k - 1 - before, k - 1 - after, flip=False,
-                             out=self._buffer("dy_cols", (O * k * k, B * M * N), dy))
+                             out=_workspace("dy_cols", (O * k * k, B * M * N), dy))
             weight_t = self.params["weight"].transpose(1, 0, 2, 3).reshape(C, O * k * k)
             dx = (weight_t @ dy_cols).reshape(C, B, M, N).transpose(1, 0, 2, 3)
         return xp.ascontiguousarray(dx)
-
-    def clear_cache(self):
-        super().clear_cache()
-        self._buffers = {}
-
-    def _buffer(self, name, shape, like):
-        buffer = self._buffers.get(name)
-        if (buffer is None or buffer.shape != shape or buffer.dtype != like.dtype
-                or array_module(buffer) is not array_module(like)):
-            buffer = array_module(like).empty(shape, dtype=like.dtype)
-            self._buffers[name] = buffer
-        return buffer
 
     def _check_input(self, x):
         xp = check_spatial(x, "x")

@@ -53,7 +53,7 @@ class SpectralConv2d(Layer):
     def forward(self, x):
         spatial_shape = None
         if isinstance(x, Spectrum):
-            X, size, norm = x.values, x.size, x.norm
+            X, size, norm, kept = x.values, x.size, x.norm, x
             self._check_dtype(X.real.dtype, "x")
         else:
             check_spatial(x)
@@ -63,6 +63,7 @@ class SpectralConv2d(Layer):
             size = (x.shape[-2] + k - 1, x.shape[-1] + k - 1)
             norm = self.fft_norm
             X = fft.rfft2(x, size, norm)
+            kept = X
         self._check_channels(X.shape[1])
         self._check_kernel_fits(size)
         xp = array_module(X, self.params["weight"])
@@ -70,14 +71,16 @@ class SpectralConv2d(Layer):
         Y = _spectrum_view(batched_matmul(_frequency_major(X, xp), kernels), size)
         if "bias" in self.params:
             Y[:, :, 0, 0] += self.params["bias"] * fft.dc_scale(size, norm)
-        self.cache = {"X": X, "size": size, "norm": norm, "spatial_shape": spatial_shape}
+        self.cache = {"size": size, "norm": norm, "spatial_shape": spatial_shape}
+        self.keep("X", kept)
         out = Spectrum(Y, size, norm)
         return self.downsample.forward(out) if self.downsample is not None else out
 
     def backward(self, dy):
         if self.downsample is not None:
             dy = self.downsample.backward(dy)
-        X, size, norm, spatial_shape = self._need_cache("X", "size", "norm", "spatial_shape")
+        size, norm, spatial_shape = self._need_cache("size", "norm", "spatial_shape")
+        X = self.kept("X")
         dY = dy.values
         xp = array_module(dY, X)
         k = self.kernel_size

@@ -19,15 +19,31 @@ class Threshold(Layer):
     def __init__(self, beta):
         super().__init__()
         self.beta = check_beta(beta)
+        self.mask_source = None
+
+    def share_mask_with(self, activation):
+        """Read the mask in backward from ``activation``'s kept map instead of keeping it.
+
+        For the activation right after this threshold, whose h is zero only at zero, the map
+        it keeps (Y_hat or Z = f(Y_hat)) is non-zero exactly where |Y| > beta: the mask is that
+        map's non-zero pattern, so nothing is stored twice.
+        """
+        if not getattr(activation, "zero_only_at_zero", False):
+            raise ValueError(f"share_mask_with needs an activation whose h(t) is 0 only at t = 0, got {activation!r}")
+        self.mask_source = activation
+        return self
 
     def forward(self, x):
         xp = check_spectrum(x)
         mask = xp.abs(x.values) > self.beta
-        self.cache = {"mask": mask}
+        self.cache = {} if self.mask_source is not None else {"mask": mask}
         return x.like(x.values * mask)
 
     def backward(self, dy):
-        (mask,) = self._need_cache("mask")
+        if self.mask_source is not None:
+            mask = self.mask_source.kept_pattern()
+        else:
+            (mask,) = self._need_cache("mask")
         check_spectrum(dy, "dy")
         return dy.like(dy.values * mask)
 

@@ -109,8 +109,8 @@ class Builder:
         self._require(min(self.size) >= kernel_size, f"SpectralConv2d(k={kernel_size})")
         self.add(SpectralConv2d(self.channels, out_channels, kernel_size, dtype=self.dtype,
                                 fft_norm=self.fft_norm, rng=self.rng))
-        self.add(Threshold(self.beta))
-        self.add(ComplexTanh())
+        threshold = self.add(Threshold(self.beta))
+        threshold.share_mask_with(self.add(ComplexTanh()))   # the mask is Z's non-zero pattern
         self.channels = out_channels
 
     def spectral_pool(self, mode, prefilter=None):

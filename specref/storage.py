@@ -1,0 +1,248 @@
+"""Storage codecs for the feature maps layers keep between forward and backward.
+
+A codec turns an array into a ``Stored`` object (``encode``) and back (``decode``); ``nbytes``
+is every byte it really holds (values, indices, index pointers, masks, scales) and ``pattern()``
+the boolean mask of the stored (non-zero) entries, exact even under a lossy value codec.
+
+- ``dense``: keeps a reference to the array itself (the control; nothing is copied).
+- ``csr``: the map flattened to (B*C, rest) as a ``scipy.sparse`` / ``cupyx.scipy.sparse``
+  CSR matrix: per non-zero the value plus a 4-byte column index, plus B*C+1 row pointers.
+- ``bitmask``: a packed bit mask (1 bit per entry) plus the non-zero values: compact when the
+  density is high.
+- value codecs on top of ``csr`` or ``bitmask`` (opt-in, lossy): ``-fp16`` keeps each complex
+  value as two float16; ``-int8`` as two int8 with one float32 scale per (b, c) map.
+Names: "dense", "csr", "bitmask", "csr-fp16", "csr-int8", "bitmask-fp16", "bitmask-int8".
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .backend import array_module
+
+STRUCTURES = ("dense", "csr", "bitmask")
+VALUE_CODECS = (None, "fp16", "int8")
+
+
+def get_codec(name):
+    """The codec called ``name`` (a codec object is returned as it is)."""
+    if isinstance(name, Codec):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"storage must be a codec name (str), got {type(name).__name__}")
+    structure, _, values = name.partition("-")
+    values = values or None
+    if structure not in STRUCTURES or values not in VALUE_CODECS or (structure == "dense" and values):
+        raise ValueError(f"unknown storage {name!r}; expected one of {', '.join(codec_names())}")
+    return Codec(structure, values)
+
+
+def codec_names():
+    names = ["dense"]
+    for structure in STRUCTURES[1:]:
+        names += [structure] + [f"{structure}-{v}" for v in VALUE_CODECS[1:]]
+    return names
+
+
+class Codec:
+    def __init__(self, structure="dense", values=None):
+        self.structure, self.values = structure, values
+        self.name = structure if values is None else f"{structure}-{values}"
+        self.lossy = values is not None
+
+    def encode(self, array):
+        if self.structure == "dense":
+            return DenseStored(array)
+        rows = int(np.prod(array.shape[:2])) if array.ndim >= 2 else 1
+        flat = array.reshape(rows, -1)
+        if self.structure == "csr":
+            return CSRStored(flat, array.shape, self.values)
+        return BitmaskStored(flat, array.shape, self.values)
+
+    def __repr__(self):
+        return f"Codec({self.name!r})"
+
+
+class DenseStored:
+    """The array itself, by reference."""
+
+    def __init__(self, array):
+        self.array = array
+        self.shape, self.dtype = array.shape, array.dtype
+
+    def decode(self):
+        return self.array
+
+    def pattern(self):
+        return self.array != 0
+
+    @property
+    def arrays(self):
+        return (self.array,)
+
+    @property
+    def entries(self):
+        return int(self.array.size)
+
+    @property
+    def nonzeros(self):
+        return int(array_module(self.array).count_nonzero(self.array))
+
+    @property
+    def nbytes(self):
+        return int(self.array.nbytes)
+
+
+class _ValueStore:
+    """Non-zero values, exact or through a value codec (fp16 pairs, int8 pairs + row scales)."""
+
+    def __init__(self, values, row_of_value, rows, kind):
+        xp = array_module(values)
+        self.kind, self.dtype, self.size = kind, values.dtype, values.size
+        self.scales = None
+        if kind is None:
+            self.data = values
+        elif kind == "fp16":
+            self.data = _as_pairs(values, xp).astype(xp.float16)
+        else:
+            pairs = _as_pairs(values, xp)
+            peak = xp.zeros(rows, dtype=pairs.dtype)
+            if values.size:
+                peak_of_value = xp.abs(pairs).max(axis=1)
+                _scatter_max(peak, row_of_value, peak_of_value, xp)
+            self.scales = (peak / 127).astype(xp.float32)
+            safe = xp.where(self.scales > 0, self.scales, 1)[row_of_value]
+            self.data = xp.rint(pairs / safe[:, None]).astype(xp.int8)
+            self.row_of_value = row_of_value if values.size else None
+
+    def restore(self, row_of_value):
+        xp = array_module(self.data)
+        if self.kind is None:
+            return self.data
+        pairs = self.data.astype(xp.float32)
+        if self.kind == "int8":
+            pairs = pairs * self.scales[row_of_value][:, None]
+        out = pairs[:, 0] + 1j * pairs[:, 1] if np.issubdtype(self.dtype, np.complexfloating) else pairs[:, 0]
+        return out.astype(self.dtype)
+
+    @property
+    def arrays(self):
+        return (self.data,) if self.scales is None else (self.data, self.scales)
+
+
+class CSRStored:
+    def __init__(self, flat, shape, value_kind):
+        xp = array_module(flat)
+        sparse = _sparse_module(xp)
+        matrix = sparse.csr_matrix(flat)
+        self.shape, self.dtype, self.rows = shape, flat.dtype, flat.shape[0]
+        self.width = flat.shape[1]
+        self.indices, self.indptr = matrix.indices, matrix.indptr
+        rows_of = _rows_from_indptr(self.indptr, xp) if value_kind == "int8" else None
+        self.values = _ValueStore(matrix.data, rows_of, self.rows, value_kind)
+
+    def _matrix(self):
+        xp = array_module(self.indices)
+        rows_of = _rows_from_indptr(self.indptr, xp) if self.values.kind == "int8" else None
+        data = self.values.restore(rows_of)
+        return _sparse_module(xp).csr_matrix((data, self.indices, self.indptr), shape=(self.rows, self.width))
+
+    def decode(self):
+        return self._matrix().toarray().reshape(self.shape)
+
+    def pattern(self):
+        xp = array_module(self.indices)
+        mask = xp.zeros((self.rows, self.width), dtype=bool)
+        mask[_rows_from_indptr(self.indptr, xp), self.indices] = True
+        return mask.reshape(self.shape)
+
+    @property
+    def arrays(self):
+        return (self.indices, self.indptr) + self.values.arrays
+
+    @property
+    def entries(self):
+        return self.rows * self.width
+
+    @property
+    def nonzeros(self):
+        return int(self.indices.size)
+
+    @property
+    def nbytes(self):
+        return int(sum(a.nbytes for a in self.arrays))
+
+
+class BitmaskStored:
+    def __init__(self, flat, shape, value_kind):
+        xp = array_module(flat)
+        mask = flat != 0
+        self.shape, self.dtype, self.width = shape, flat.dtype, flat.shape[1]
+        self.bits = xp.packbits(mask.ravel())
+        rows_of = xp.nonzero(mask)[0] if value_kind == "int8" else None
+        self.values = _ValueStore(flat[mask], rows_of, flat.shape[0], value_kind)
+
+    def pattern(self):
+        xp = array_module(self.bits)
+        n = int(np.prod(self.shape))
+        return xp.unpackbits(self.bits)[:n].astype(bool).reshape(self.shape)
+
+    def decode(self):
+        xp = array_module(self.bits)
+        mask = self.pattern()
+        rows_of = xp.nonzero(mask.reshape(-1, self.width))[0] if self.values.kind == "int8" else None
+        out = xp.zeros(self.shape, dtype=self.dtype)
+        out[mask] = self.values.restore(rows_of)
+        return out
+
+    @property
+    def arrays(self):
+        return (self.bits,) + self.values.arrays
+
+    @property
+    def entries(self):
+        return int(np.prod(self.shape))
+
+    @property
+    def nonzeros(self):
+        return int(self.values.size)
+
+    @property
+    def nbytes(self):
+        return int(sum(a.nbytes for a in self.arrays))
+
+
+def _as_pairs(values, xp):
+    if xp.iscomplexobj(values):
+        return xp.stack([values.real, values.imag], axis=1)
+    return values[:, None]
+
+
+def _rows_from_indptr(indptr, xp):
+    counts = xp.diff(indptr)
+    return xp.repeat(xp.arange(counts.size), counts.tolist() if xp is not np else counts)
+
+
+def _scatter_max(target, index, values, xp):
+    if xp is np:
+        np.maximum.at(target, index, values)
+    else:  # cupyx has the scatter for CuPy arrays
+        import cupyx
+
+        cupyx.scatter_max(target, index, values)
+
+
+def _sparse_module(xp):
+    if xp is np:
+        import scipy.sparse as sparse
+    else:
+        import cupyx.scipy.sparse as sparse
+    return sparse
+
+
+def set_storage(net, storage):
+    """Give every layer of ``net`` the codec ``storage`` (a name or a Codec); returns the codec."""
+    codec = get_codec(storage)
+    layers = [layer for _, layer in net.named_layers()] if hasattr(net, "named_layers") else [net]
+    for layer in layers:
+        layer.storage = codec
+    return codec
