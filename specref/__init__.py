@@ -27,7 +27,7 @@ __version__ = "0.1.0"
 
 
 def train(net, data, **options):
-    """Train ``net`` (a network or a registry name) on ``data``; see :func:`specref.train.train`."""
+    """Train ``net`` (a network or a registry name) on ``data``; see :func:`specref.training.train`."""
     from .training import train as _train
 
     return _train(net, data, **options)
