@@ -11,7 +11,12 @@ import numpy as np
 
 BACKENDS = ("numpy", "cupy")
 GPU_INSTALL_HINT = (
-    'install CuPy for your CUDA version, e.g. `pip install -e ".[gpu]"` (cupy-cuda12x for CUDA 12)'
+    'pip install -e ".[gpu]" (it installs cupy-cuda12x, CuPy for CUDA 12.x; with CUDA 11.x '
+    'install cupy-cuda11x instead, with CUDA 13.x cupy-cuda13x)'
+)
+GPU_DRIVER_HINT = (
+    "an NVIDIA GPU with a driver that supports the CUDA version of the installed CuPy wheel "
+    "(cupy-cuda12x needs a CUDA 12 driver, 525 or newer)"
 )
 
 
@@ -93,11 +98,12 @@ def _import_cupy():
     try:
         import cupy
     except ImportError as exc:
-        raise ImportError(f'backend="cupy" needs CuPy, which is not installed: {GPU_INSTALL_HINT}') from exc
+        raise ImportError(f'backend="cupy" needs CuPy, which is not installed; install it with: '
+                          f'{GPU_INSTALL_HINT}') from exc
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # CUDA driver missing or broken
-        raise RuntimeError(f'backend="cupy" needs a CUDA GPU, but CUDA reports: {exc}') from exc
+        raise RuntimeError(f'backend="cupy" needs {GPU_DRIVER_HINT}, but CUDA reports: {exc}') from exc
     if count < 1:
-        raise RuntimeError('backend="cupy" needs a CUDA GPU, but none is visible')
+        raise RuntimeError(f'backend="cupy" needs {GPU_DRIVER_HINT}, but no GPU is visible')
     return cupy

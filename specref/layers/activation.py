@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
 from ..backend import array_module
 from .base import Layer, check_spectrum
 
@@ -59,10 +60,26 @@ class ComplexActivation(Layer):
 
 
 class ComplexTanh(ComplexActivation):
-    """tanh(a) + i tanh(b); backward uses 1 - tanh^2 computed from the kept output."""
+    """tanh(a) + i tanh(b); backward uses 1 - tanh^2 computed from the kept output.
+
+    forward and backward run the fused kernels of :mod:`specref.kernels` (one pass each);
+    what is kept, and how, is the generic activation's.
+    """
 
     def __init__(self):
         super().__init__(_tanh, _tanh_derivative_from_output, derivative_of="output", name="tanh")
+
+    def forward(self, x):
+        check_spectrum(x)
+        result = x.like(kernels.split_tanh(x.values))
+        self.cache = {}
+        self.keep("u", result)
+        return result
+
+    def backward(self, dy):
+        u = self.kept("u")
+        check_spectrum(dy, "dy")
+        return dy.like(kernels.split_tanh_backward(dy.values, u))
 
 
 def _tanh(t):

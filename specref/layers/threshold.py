@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from .. import kernels
 from ..backend import array_module
 from ..spectrum import Spectrum
 from .base import Layer, check_spectrum
@@ -34,10 +35,10 @@ class Threshold(Layer):
         return self
 
     def forward(self, x):
-        xp = check_spectrum(x)
-        mask = xp.abs(x.values) > self.beta
+        check_spectrum(x)
+        values, mask = kernels.threshold(x.values, self.beta)
         self.cache = {} if self.mask_source is not None else {"mask": mask}
-        return x.like(x.values * mask)
+        return x.like(values)
 
     def backward(self, dy):
         if self.mask_source is not None:
