@@ -1,8 +1,9 @@
-"""The ``specref`` command line: train, compare, plot and bench.
+"""The ``specref`` command line: train, compare, memory, plot and bench.
 
     specref train --net spec-lenet --data digits --epochs 10 --out runs/x [--resume]
     specref compare --net lenet --data digits          # spatial vs Spec form, side by side
     specref plot runs/compare/lenet runs/compare/spec-lenet
+    specref memory --net spec-vgg16 --beta 1.0 --batch 128 --storage csr --json
     specref bench step --net spec-vgg16 --batch 32     # specref.bench, when installed
 
 Every subcommand returns 0 on success, 1 on a user error (bad file, bad value, divergence; the
@@ -71,6 +72,23 @@ def _parser():
                          help="writes OUT/NAME and OUT/spec-NAME (default runs/compare)")
     compare.set_defaults(handler=_compare)
 
+    memory = sub.add_parser("memory", help="bytes one training step keeps for backward, vs the spatial net")
+    memory.add_argument("--net", default=None, help="registry name (default: the checkpoint's)")
+    memory.add_argument("--beta", type=float, default=None,
+                        help="threshold (default: the checkpoint's, else the net's)")
+    memory.add_argument("--batch", "--batch-size", dest="batch", type=int, default=128)
+    memory.add_argument("--checkpoint", default=None, help="checkpoint.npz of `specref train` (trained weights)")
+    memory.add_argument("--data", default=None, help="take the first test batch of this dataset "
+                        "(default: a Gaussian batch, x ~ N(0, 1) per pixel, uniform labels)")
+    memory.add_argument("--data-dir", default=None)
+    memory.add_argument("--storage", default=None, help="storage codec (default: the checkpoint's, else dense)")
+    memory.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    memory.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
+    memory.add_argument("--seed", type=int, default=0, help="weights (without --checkpoint) and Gaussian batch")
+    memory.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the spatial nets")
+    memory.add_argument("--json", action="store_true", help="print one JSON object")
+    memory.set_defaults(handler=_memory)
+
     plot = sub.add_parser("plot", help="training curves of one or more runs as a PNG")
     plot.add_argument("runs", nargs="+", metavar="RUN_DIR")
     plot.add_argument("--output", help="PNG path (default RUN_DIR/curves.png of the first run)")
@@ -112,6 +130,10 @@ def _add_recipe(parser, *, required, epochs, batch_size, lr=0.02, lr_halve_every
     parser.add_argument("--limit-train", type=int, default=None, help="use the first N training images")
     parser.add_argument("--limit-test", type=int, default=None, help="use the first N test images")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    parser.add_argument("--storage", default=None, help="feature-map storage codec: dense (default), csr, "
+                        "bitmask, csr-fp16, bitmask-int8, ... (compare: the Spec net's; the spatial net stays dense)")
+    parser.add_argument("--memory-every", type=int, default=100,
+                        help="trace the allocator peak on the second step of each epoch and every N-th (0: never)")
 
 
 def _load_data(args):
@@ -123,17 +145,18 @@ def _load_data(args):
     return dataset
 
 
-def _run(net, dataset, args, out, resume=False):
+def _run(net, dataset, args, out, resume=False, storage=None):
     from .training import train
 
     return train(net, dataset, backend=args.backend, epochs=args.epochs, batch_size=args.batch_size,
                  lr=args.lr, momentum=args.momentum, lr_halve_every=args.lr_halve_every,
                  weight_decay=args.weight_decay, beta=args.beta, seed=args.seed, out=out,
-                 resume=resume, progress=args.progress, max_steps=args.max_steps)
+                 resume=resume, progress=args.progress, max_steps=args.max_steps, storage=storage,
+                 memory_every=args.memory_every)
 
 
 def _train(args):
-    history = _run(args.net, _load_data(args), args, args.out, resume=args.resume)
+    history = _run(args.net, _load_data(args), args, args.out, resume=args.resume, storage=args.storage)
     s = history.summary
     where = f" -> {args.out}" if args.out else ""
     print(f"{s['net']} on {s['data']}: test accuracy {s['test_accuracy']:.4f}, test loss "
@@ -144,12 +167,17 @@ def _compare(args):
     base = args.net[len("spec-"):] if args.net.startswith("spec-") else args.net
     dataset = _load_data(args)
     rows = []
-    for name in (base, "spec-" + base):
-        history = _run(name, dataset, args, os.path.join(args.out, name))
+    for name, storage in ((base, None), ("spec-" + base, args.storage)):
+        history = _run(name, dataset, args, os.path.join(args.out, name), storage=storage)
         s = history.summary
+        measured = _step_memory(history.net, dataset, args.batch_size) or {}
         rows.append({"net": name, "test_accuracy": s["test_accuracy"], "step_ms": s["step_ms"],
-                     "activation_bytes": _activation_bytes(history.net, dataset, args.batch_size),
-                     "beta": s["beta"], "epochs": s["epochs"], "seconds": s["seconds"]})
+                     "activation_bytes": measured.get("saved_bytes"), "peak_bytes": measured.get("peak_bytes"),
+                     "storage": s.get("storage"), "beta": s["beta"], "epochs": s["epochs"], "seconds": s["seconds"]})
+    spatial = rows[0]["activation_bytes"]
+    for row in rows:
+        saved = row["activation_bytes"]
+        row["relative_saved"] = saved / spatial if saved is not None and spatial else None
     recipe = (f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr:g} halved every "
               f"{args.lr_halve_every}, momentum {args.momentum:g}, beta {rows[1]['beta']}")
     with open(os.path.join(args.out, "compare.json"), "w", encoding="utf-8") as f:
@@ -157,8 +185,8 @@ def _compare(args):
     print(_table(rows, f"{dataset.name}, same recipe: {recipe}"))
 
 
-def _activation_bytes(net, dataset, batch_size):
-    """Bytes saved for backward in one training step, from specref.memory when it exists."""
+def _step_memory(net, dataset, batch_size):
+    """specref.memory.measure of one step on the first test batch (None without the module)."""
     if importlib.util.find_spec("specref.memory") is None:
         return None
     memory = importlib.import_module("specref.memory")
@@ -169,15 +197,103 @@ def _activation_bytes(net, dataset, batch_size):
     x, y = next(iter(dataset.batches("test", batch_size, shuffle=False, augment=False)))
     xp = array_module(next(iter(net.parameters().values())))
     x, y = xp.asarray(x), xp.asarray(y)
-    return int(to_numpy(memory.measure(net, x, y)["saved_bytes"]))
+    measured = memory.measure(net, x, y, baseline=False)
+    return {key: None if measured.get(key) is None else int(to_numpy(measured[key]))
+            for key in ("saved_bytes", "peak_bytes")}
 
 
 def _table(rows, title):
-    header = f"{'net':<16} {'test accuracy':>13} {'step ms':>9} {'activation memory':>18}"
+    """One row per net; activation memory = bytes saved for backward, relative = / the spatial net's."""
+    header = (f"{'net':<16} {'test accuracy':>13} {'step ms':>9} {'peak MiB':>9} {'relative':>8} "
+              f"{'activation memory':>18}")
     lines = [title, header, "-" * len(header)]
     for r in rows:
         memory = "n/a" if r["activation_bytes"] is None else f"{r['activation_bytes'] / 2**20:.2f} MiB"
-        lines.append(f"{r['net']:<16} {r['test_accuracy']:>13.4f} {r['step_ms']:>9.1f} {memory:>18}")
+        peak = "n/a" if r.get("peak_bytes") is None else f"{r['peak_bytes'] / 2**20:.2f}"
+        relative = "n/a" if r.get("relative_saved") is None else f"{r['relative_saved']:.3f}"
+        lines.append(f"{r['net']:<16} {r['test_accuracy']:>13.4f} {r['step_ms']:>9.1f} {peak:>9} "
+                     f"{relative:>8} {memory:>18}")
+    return "\n".join(lines)
+
+
+def _memory(args):
+    """One training step of --net: bytes saved for backward and peak, vs the spatial baselines."""
+    import numpy as np
+
+    from . import memory, nets
+    from .backend import Backend
+
+    config = _checkpoint_config(args.checkpoint) if args.checkpoint else {}
+    name = args.net or config.get("net")
+    if name is None:
+        raise CLIError("give --net (or a --checkpoint whose config names it)")
+    if args.batch < 2:
+        raise CLIError(f"--batch must be at least 2, got {args.batch}")
+    dataset = _load_data_for(args) if args.data else None
+    input_shape, classes = (dataset.input_shape, dataset.num_classes) if dataset else ((3, 32, 32), 10)
+    options = {"dtype": args.dtype, "seed": args.seed, "input_shape": input_shape, "num_classes": classes,
+               "storage": args.storage or config.get("storage") or "dense"}
+    beta = args.beta if args.beta is not None else config.get("beta")
+    if beta is not None:
+        options["beta"] = beta
+    if config.get("fft_norm"):
+        options["fft_norm"] = config["fft_norm"]
+    net = nets.build(name, **options)
+    if args.checkpoint:
+        memory.load_weights(net, args.checkpoint)
+    backend = Backend(args.backend)
+    for _, layer in net.named_layers():
+        for store in (layer.params, getattr(layer, "buffers", None) or {}):
+            for key, value in store.items():
+                store[key] = backend.asarray(value)
+    if dataset is not None:
+        x, y = next(iter(dataset.batches("test", args.batch, shuffle=False, augment=False)))
+        source = f"{dataset.name} test[0:{len(y)}]"
+    else:
+        rng = np.random.default_rng(args.seed)
+        x = rng.standard_normal((args.batch, *input_shape)).astype(args.dtype)
+        y = rng.integers(0, classes, args.batch)
+        source = "gaussian"
+    result = memory.measure(net, backend.asarray(x, dtype=np.dtype(args.dtype)), backend.asarray(y),
+                            baseline=args.baseline)
+    layers = result.pop("layers")
+    result.update({"input": source, "checkpoint": args.checkpoint,
+                   "weights": "checkpoint" if args.checkpoint else f"untrained (seed {args.seed})",
+                   "layers": layers})
+    print(json.dumps(result) if args.json else _memory_table(result))
+
+
+def _checkpoint_config(path):
+    import numpy as np
+
+    if not os.path.isfile(path):
+        raise CLIError(f"no checkpoint at {path} (expected the checkpoint.npz of `specref train --out`)")
+    with np.load(path, allow_pickle=False) as saved:
+        return json.loads(str(saved["config"])) if "config" in saved.files else {}
+
+
+def _load_data_for(args):
+    from . import data
+
+    return data.load(args.data, root=args.data_dir)
+
+
+def _memory_table(r):
+    mib = lambda b: "n/a" if b is None else f"{b / 2**20:.2f} MiB"  # noqa: E731
+    rel = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    lines = [f"{r['net']} (storage {r['storage']}, beta {r['beta']}, fft_norm {r['fft_norm']}), batch "
+             f"{r['batch']} {r['dtype']}, input {r['input']}, weights {r['weights']}",
+             f"{'layer':<28} {'saved':>12} {'density':>8}"]
+    for layer in r["layers"]:
+        if layer["saved_bytes"]:
+            density = "" if layer["density"] is None else f"{layer['density']:.3f}"
+            lines.append(f"{layer['name']:<28} {mib(layer['saved_bytes']):>12} {density:>8}")
+    lines.append(f"saved {mib(r['saved_bytes'])}, peak {mib(r['peak_bytes'])}, density {rel(r['density'])}")
+    for suffix in ("", "_bn"):
+        if r.get(f"baseline{suffix}"):
+            lines.append(f"vs {r[f'baseline{suffix}']}: saved {mib(r[f'baseline{suffix}_saved_bytes'])} "
+                         f"(x{rel(r[f'relative_saved{suffix}'])}), peak {mib(r[f'baseline{suffix}_peak_bytes'])} "
+                         f"(x{rel(r[f'relative_peak{suffix}'])})")
     return "\n".join(lines)
 
 

@@ -4,7 +4,8 @@ Every architecture comes in a spatial form (``"vgg16"``) and a Spec form (``"spe
 laid out by the same module (see :mod:`specref.nets.builder` for how a layer of one form maps to
 the other). ``build`` returns a :class:`~specref.layers.sequential.Sequential` with these extra
 attributes: ``name``, ``spectral`` (bool), ``beta`` (None for spatial nets), ``fft_norm`` (None
-for spatial nets), ``input_shape``, ``num_classes`` and ``config`` (every argument of the build).
+for spatial nets), ``input_shape``, ``num_classes``, ``storage`` (the codec every layer keeps its
+feature maps with) and ``config`` (every argument of the build).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from .. import fft
 from ..layers.base import check_float_dtype, check_positive_int
 from ..layers.sequential import Sequential
 from ..layers.threshold import check_beta
+from ..storage import get_codec, set_storage
 from . import alexnet, densenet, lenet, vgg
 from .builder import ACTIVATIONS, Builder
 
@@ -38,7 +40,8 @@ def names():
 
 
 def build(name, beta=1.0, dtype=np.float32, seed=0, input_shape=(3, 32, 32), num_classes=10,
-          activation="tanh", batch_norm=None, pooling="crop", fft_norm=fft.DEFAULT_NORM, **arch_options):
+          activation="tanh", batch_norm=None, pooling="crop", fft_norm=fft.DEFAULT_NORM, storage="dense",
+          **arch_options):
     """The network ``name`` with freshly drawn weights (deterministic for a given ``seed``).
 
     beta: the Spec nets' threshold (ignored by spatial nets). dtype: float32 or float64 parameters
@@ -48,7 +51,9 @@ def build(name, beta=1.0, dtype=np.float32, seed=0, input_shape=(3, 32, 32), num
     batch_norm: None takes the architecture's default (True for DenseNet, False otherwise);
     Spec nets have none. pooling: "crop" or "alias", the spectral downsampling that replaces
     max pooling in Spec nets. fft_norm: the Spec nets' FFT normalization (what beta is measured
-    against). arch_options: per architecture (alexnet: fc_width; vgg: classifier_width;
+    against). storage: the codec (specref.storage) with which every layer keeps the feature maps
+    backward needs: "dense" (the control), "csr", "bitmask", or with a lossy value codec
+    "csr-fp16", "bitmask-int8", ... arch_options: per architecture (alexnet: fc_width; vgg: classifier_width;
     densenet: growth_rate, compression, bottleneck_width).
     """
     spectral, base = _parse_name(name)
@@ -62,6 +67,7 @@ def build(name, beta=1.0, dtype=np.float32, seed=0, input_shape=(3, 32, 32), num
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     fft_norm = fft.check_norm(fft_norm)
+    codec = get_codec(storage)
     if spectral:
         beta = check_beta(beta)
         if batch_norm:
@@ -74,7 +80,8 @@ def build(name, beta=1.0, dtype=np.float32, seed=0, input_shape=(3, 32, 32), num
 
     config = {"name": name, "beta": beta, "dtype": dtype.name, "seed": seed, "input_shape": input_shape,
               "num_classes": num_classes, "activation": activation, "batch_norm": batch_norm,
-              "pooling": pooling, "fft_norm": fft_norm if spectral else None, **arch_options}
+              "pooling": pooling, "fft_norm": fft_norm if spectral else None, "storage": codec.name,
+              **arch_options}
     builder = Builder(name, input_shape, spectral=spectral, dtype=dtype, seed=seed, fft_norm=fft_norm,
                       beta=beta, activation=activation, batch_norm=batch_norm, pooling=pooling,
                       num_classes=num_classes)
@@ -83,6 +90,7 @@ def build(name, beta=1.0, dtype=np.float32, seed=0, input_shape=(3, 32, 32), num
     net.name, net.spectral, net.beta = name, spectral, beta
     net.fft_norm = fft_norm if spectral else None
     net.input_shape, net.num_classes, net.config = input_shape, num_classes, config
+    net.storage = set_storage(net, codec)
     return net
 
 
