@@ -116,7 +116,7 @@ def test_compare_trains_both_forms_and_prints_a_table(registry, no_module, tmp_p
         assert (out / name / "summary.json").exists() and (out / name / "checkpoint.npz").exists()
     table = capsys.readouterr().out.splitlines()
     header = next(line for line in table if line.startswith("net"))
-    assert "test accuracy" in header and "step ms" in header and "activation memory" in header
+    assert "test accuracy" in header and "step ms" in header and "saved MiB" in header
     rows = {line.split()[0]: line.split() for line in table if line.split() and line.split()[0] in registry}
     assert set(rows) == {"lenet", "spec-lenet"}
     for name, row in rows.items():
@@ -139,8 +139,10 @@ def test_compare_memory_column_uses_specref_memory(registry, monkeypatch, tmp_pa
     monkeypatch.setitem(sys.modules, "specref.memory", memory)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: object())
     assert cli.main(["compare", "--epochs", "1", "--out", str(tmp_path), *LIMITS]) == 0
-    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
-    assert rows["lenet"].endswith("1.00 MiB") and rows["spec-lenet"].endswith("3.00 MiB")
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.strip()}
+    # columns: net, storage, test accuracy, step ms, saved MiB, relative, peak MiB
+    assert rows["lenet"][4] == "1.00" and rows["spec-lenet"][4] == "3.00"
+    assert rows["spec-lenet"][1] == "bitmask" and rows["spec-lenet"][5] == "3.000"
 
 
 def test_plot_writes_png(registry, tmp_path, capsys):
