@@ -41,6 +41,10 @@ def registry(monkeypatch):
         net = Sequential([Flatten(), Dense(int(np.prod(input_shape)), 16, rng=rng), Tanh(), *extra,
                           Dense(16, num_classes, rng=rng)])
         net.name = name
+        if kwargs.get("storage"):
+            from specref.storage import set_storage
+
+            set_storage(net, kwargs["storage"])
         built.append(name)
         return net
 
@@ -121,7 +125,7 @@ def test_compare_trains_both_forms_and_prints_a_table(registry, no_module, tmp_p
     assert set(rows) == {"lenet", "spec-lenet"}
     for name, row in rows.items():
         summary = json.loads((out / name / "summary.json").read_text())
-        assert float(row[1]) == pytest.approx(summary["test_accuracy"], abs=1e-4)
+        assert float(row[2]) == pytest.approx(summary["test_accuracy"], abs=1e-4)
         assert row[-1] == "n/a"
     saved = json.loads((out / "compare.json").read_text())
     assert [r["net"] for r in saved["rows"]] == ["lenet", "spec-lenet"]
