@@ -1,5 +1,5 @@
-"""CIFAR-10: the real binary subset in /work/shared, generated binary and python batches, and every
-bad-file case."""
+"""CIFAR-10: the real binary subset in ../shared beside the repository (or $SPECREF_CIFAR10),
+generated binary and python batches, and every bad-file case."""
 import io
 import os
 import pickle
@@ -12,7 +12,17 @@ import pytest
 from specref.data import DataError, load
 from specref.data.cifar10 import CLASS_NAMES
 
-REAL = Path("/work/shared/data/cifar10")
+def _real_subset():
+    candidates = [os.environ.get("SPECREF_CIFAR10"),
+                  Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10",
+                  "/work/shared/data/cifar10"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "data_batch_1.bin").exists():
+            return Path(candidate)
+    return Path(candidates[1])
+
+
+REAL = _real_subset()
 
 
 class Py2Pickler(pickle._Pickler):
