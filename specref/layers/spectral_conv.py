@@ -15,7 +15,9 @@ Backward (dL/dRe + i dL/dIm convention):
     dK[o, c] = sum_b conj(X[b, c]) dY[b, o];   dw = kernel_spectrum_adjoint(dK)
     dbias[o] = dc_scale * Re(sum_b dY[b, o, 0, 0])
 
-The kernel spectra are recomputed in backward from w (cheap, and far smaller to keep than K).
+The kernel spectra are recomputed in backward from w (cheap, and far smaller to keep than K);
+so is the spectrum of a spatial input: the real M x N map is kept, not its larger padded
+(M+k-1) x (N+k-1)/2 complex spectrum.
 Outputs are (B, C, P, H) views of frequency-major memory (P, H, B, C): the per-frequency
 products then need no transposes, and elementwise layers after this one keep that layout.
 stride s > 1 is stride-1 convolution followed by SpectralDownsample(s, "alias").
@@ -28,6 +30,7 @@ from .. import fft
 from ..backend import array_module
 from ..batched import batched_matmul
 from ..spectrum import Spectrum
+from ..storage import get_codec
 from .base import Layer, check_float_dtype, check_positive_int, check_spatial, make_rng
 from .downsample import SpectralDownsample
 
@@ -63,7 +66,7 @@ class SpectralConv2d(Layer):
             size = (x.shape[-2] + k - 1, x.shape[-1] + k - 1)
             norm = self.fft_norm
             X = fft.rfft2(x, size, norm)
-            kept = X
+            kept = x      # the real map is smaller than its padded spectrum: backward re-transforms it
         self._check_channels(X.shape[1])
         self._check_kernel_fits(size)
         xp = array_module(X, self.params["weight"])
@@ -72,7 +75,10 @@ class SpectralConv2d(Layer):
         if "bias" in self.params:
             Y[:, :, 0, 0] += self.params["bias"] * fft.dc_scale(size, norm)
         self.cache = {"size": size, "norm": norm, "spatial_shape": spatial_shape}
-        self.keep("X", kept)
+        if spatial_shape is None:
+            self.keep("X", kept)
+        else:   # a real input map has no zeros to drop: any sparse codec would only add indices
+            self.cache["X"] = get_codec("dense").encode(kept)
         out = Spectrum(Y, size, norm)
         return self.downsample.forward(out) if self.downsample is not None else out
 
@@ -81,6 +87,8 @@ class SpectralConv2d(Layer):
             dy = self.downsample.backward(dy)
         size, norm, spatial_shape = self._need_cache("size", "norm", "spatial_shape")
         X = self.kept("X")
+        if spatial_shape is not None:
+            X = fft.rfft2(X, size, norm)
         dY = dy.values
         xp = array_module(dY, X)
         k = self.kernel_size
