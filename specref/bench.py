@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from .backend import Backend
+from .training import move_state
 
 
 def layers(args):
@@ -35,8 +36,7 @@ def layers(args):
     def block(first, rest):
         layers_ = [first, *rest]
         for layer in layers_:
-            for key, value in layer.params.items():
-                layer.params[key] = backend.asarray(value)
+            move_state(layer, backend)
 
         def run(inp):
             out = inp
@@ -82,9 +82,7 @@ def step(args):
     x, y = backend.asarray(x_host), backend.asarray(y_host)
 
     def specref_step(net):
-        for _, layer in net.named_layers():
-            for key, value in layer.params.items():
-                layer.params[key] = backend.asarray(value)
+        move_state(net, backend)
         loss = SoftmaxCrossEntropy()
 
         def run():

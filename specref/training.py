@@ -97,7 +97,7 @@ def train(net, data, *, backend="numpy", epochs, batch_size=128, lr=0.02, moment
     backend = Backend(backend)
     data = _resolve_data(data)
     net_name, net = _resolve_net(net, data, beta, seed, storage)
-    _move_state(net, backend)
+    move_state(net, backend)
     params = net.parameters()
     dtype = _float_dtype(params)
     optimizer = SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -345,7 +345,7 @@ def _named_layers(net):
     return [("", net)]
 
 
-def _move_state(net, backend):
+def move_state(net, backend):
     """Every parameter and buffer moved to ``backend`` (no copy when already there)."""
     for _, layer in _named_layers(net):
         for store in (layer.params, getattr(layer, "buffers", None) or {}):

@@ -48,13 +48,9 @@ def registry(monkeypatch):
         built.append(name)
         return net
 
-    try:
-        import specref.nets as nets
-    except ImportError:
-        nets = types.ModuleType("specref.nets")
-        monkeypatch.setitem(sys.modules, "specref.nets", nets)
-        monkeypatch.setattr(specref, "nets", nets, raising=False)
-    monkeypatch.setattr(nets, "build", build, raising=False)
+    import specref.nets as nets
+
+    monkeypatch.setattr(nets, "build", build)
     return built
 
 

@@ -1,6 +1,5 @@
 import json
 import os
-import sys
 import types
 
 import numpy as np
@@ -255,13 +254,9 @@ def fake_registry(monkeypatch):
         net.name = name
         return net
 
-    try:
-        import specref.nets as nets
-    except ImportError:
-        nets = types.ModuleType("specref.nets")
-        monkeypatch.setitem(sys.modules, "specref.nets", nets)
-        monkeypatch.setattr(specref, "nets", nets, raising=False)
-    monkeypatch.setattr(nets, "build", build, raising=False)
+    import specref.nets as nets
+
+    monkeypatch.setattr(nets, "build", build)
     return calls
 
 
