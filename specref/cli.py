@@ -133,6 +133,9 @@ def _add_recipe(parser, *, required, epochs, batch_size, lr=0.02, lr_halve_every
     parser.add_argument("--storage", default=None, help="feature-map storage codec: dense (train's default), "
                         "csr, bitmask, csr-fp16, bitmask-int8, ... (compare: the Spec net's, default bitmask; "
                         "the spatial net stays dense)")
+    parser.add_argument("--init", choices=("default", "lsuv"), default="default",
+                        help="lsuv: rescale each layer to unit output RMS on 128 training examples first "
+                        "(deep tanh nets without batch norm need it)")
     parser.add_argument("--memory-every", type=int, default=100,
                         help="trace the allocator peak on the second step of each epoch and every N-th (0: never)")
 
@@ -153,7 +156,7 @@ def _run(net, dataset, args, out, resume=False, storage=None):
                  lr=args.lr, momentum=args.momentum, lr_halve_every=args.lr_halve_every,
                  weight_decay=args.weight_decay, beta=args.beta, seed=args.seed, out=out,
                  resume=resume, progress=args.progress, max_steps=args.max_steps, storage=storage,
-                 memory_every=args.memory_every)
+                 memory_every=args.memory_every, init=args.init)
 
 
 def _train(args):

@@ -55,6 +55,8 @@ SUMMARY_KEYS = ("net", "data", "backend", "epochs", "beta", "fft_norm", "test_ac
                 "peak_bytes")
 DEVICE_LOG_EVERY = 20
 DEVICE_TIME_EVERY = 8
+INITS = ("default", "lsuv")
+LSUV_EXAMPLES = 128
 
 
 class TrainingDiverged(RuntimeError):
@@ -79,7 +81,7 @@ class History(list):
 
 def train(net, data, *, backend="numpy", epochs, batch_size=128, lr=0.02, momentum=0.95,
           lr_halve_every=50, weight_decay=0.0, beta=None, seed=0, out=None, resume=False,
-          progress=True, max_steps=None, storage=None, memory_every=100) -> History:
+          progress=True, max_steps=None, storage=None, memory_every=100, init="default") -> History:
     """Train ``net`` (a network, or a :func:`specref.nets.build` name) on ``data`` (a Dataset or a
     :func:`specref.data.load` name) up to ``epochs`` epochs in total.
 
@@ -88,12 +90,16 @@ def train(net, data, *, backend="numpy", epochs, batch_size=128, lr=0.02, moment
     ``storage`` (None: the net's own, "dense" for a registry name) is the codec every layer keeps
     its feature maps with (see :mod:`specref.storage`). ``memory_every``: trace the allocator peak
     on the second step of each epoch and every ``memory_every``-th one (0: never).
+    ``init``: "default" keeps the weights as given; "lsuv" first rescales every layer so its output
+    has unit RMS on 128 training examples (:func:`specref.init.lsuv`; deep tanh nets without
+    batch norm need it). A resumed run takes its weights from the checkpoint instead.
     ``resume=True`` continues the run saved in ``out``. Raises :class:`TrainingDiverged` on a
     non-finite loss or gradient. Returns the :class:`History` of every epoch of the run.
     """
     _validate(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
               lr_halve_every=lr_halve_every, weight_decay=weight_decay, beta=beta, seed=seed,
-              max_steps=max_steps, backend=backend, resume=resume, out=out, memory_every=memory_every)
+              max_steps=max_steps, backend=backend, resume=resume, out=out, memory_every=memory_every,
+              init=init)
     backend = Backend(backend)
     data = _resolve_data(data)
     net_name, net = _resolve_net(net, data, beta, seed, storage)
@@ -109,7 +115,7 @@ def train(net, data, *, backend="numpy", epochs, batch_size=128, lr=0.02, moment
         "lr_halve_every": None if lr_halve_every is None else int(lr_halve_every),
         "weight_decay": float(weight_decay), "beta": _net_beta(net), "fft_norm": _net_fft_norm(net),
         "seed": int(seed), "max_steps": None if max_steps is None else int(max_steps),
-        "storage": storage_name(net), "memory_every": int(memory_every),
+        "storage": storage_name(net), "memory_every": int(memory_every), "init": init,
     }
     history = History()
     history.net = net
@@ -122,6 +128,8 @@ def train(net, data, *, backend="numpy", epochs, batch_size=128, lr=0.02, moment
         else:
             _remove(os.path.join(out, "summary.json"))
         _write_text(os.path.join(out, "metrics.jsonl"), "".join(_json_line(e) for e in history))
+    if init == "lsuv" and not resume:
+        _lsuv_init(net, data, backend, dtype, seed)
     loop = _Loop(net, SoftmaxCrossEntropy(), optimizer, data, backend, dtype, rng, batch_size,
                  max_steps, progress, RunRecord(backend.xp, memory_every))
     for epoch in range(start_epoch, epochs):
@@ -272,8 +280,10 @@ class _FiniteGuard:
 
 
 def _validate(*, epochs, batch_size, lr, momentum, lr_halve_every, weight_decay, beta, seed,
-              max_steps, backend, resume, out, memory_every=0):
+              max_steps, backend, resume, out, memory_every=0, init="default"):
     """ValueError naming the first bad argument of :func:`train`."""
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
     _check_int(epochs, "epochs")
     _check_int(batch_size, "batch_size")
     _check_number(lr, "lr", positive=True)
@@ -293,6 +303,17 @@ def _validate(*, epochs, batch_size, lr, momentum, lr_halve_every, weight_decay,
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if resume and out is None:
         raise ValueError("resume=True needs out= (the run directory holding checkpoint.npz)")
+
+
+def _lsuv_init(net, data, backend, dtype, seed):
+    """specref.init.lsuv on LSUV_EXAMPLES training examples drawn by their own Generator (the
+    training batches stay those of a default-init run with the same seed)."""
+    from .init import lsuv
+
+    batch_size = min(LSUV_EXAMPLES, data.num_train)
+    x, _ = next(iter(data.batches("train", batch_size, rng=np.random.default_rng([seed, 1]),
+                                  shuffle=True, augment=False)))
+    lsuv(net, backend.asarray(x, dtype=dtype))
 
 
 def _resolve_data(data):
