@@ -218,6 +218,29 @@ class BitmaskStored:
         return int(sum(a.nbytes for a in self.arrays))
 
 
+class DerivedStored:
+    """A map recomputed in backward from other kept maps: ``decode() = derive(*sources decoded)``.
+
+    It holds no array of its own (``nbytes`` 0, no entries): the sources are counted where they
+    were kept. Used where a layer's output is a cheap, exact function of maps already kept, such
+    as a spectral downsampling of a block's output.
+    """
+
+    arrays = ()
+    entries = 0
+    nonzeros = 0
+    nbytes = 0
+
+    def __init__(self, derive, *sources):
+        self.derive, self.sources = derive, sources
+
+    def decode(self):
+        return self.derive(*(source.decode() for source in self.sources))
+
+    def pattern(self):
+        return self.decode() != 0
+
+
 def _as_pairs(values, xp):
     if xp.iscomplexobj(values):
         return xp.stack([values.real, values.imag], axis=1)

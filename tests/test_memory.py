@@ -10,10 +10,12 @@ from specref import cli, memory, nets
 from specref.data import load
 from specref.layers.activation import ComplexTanh
 from specref.layers.base import Layer
+from specref.layers.downsample import SpectralDownsample
 from specref.layers.loss import SoftmaxCrossEntropy
 from specref.layers.sequential import Sequential
 from specref.layers.spectral_conv import SpectralConv2d
 from specref.layers.threshold import Threshold
+from specref.spectrum import Spectrum
 from specref.training import named_buffers, train
 
 MEASURE_KEYS = ("saved_bytes", "peak_bytes", "baseline_saved_bytes", "baseline_peak_bytes", "relative_saved",
@@ -101,13 +103,13 @@ def test_ledger_agrees_with_tracemalloc_growth_across_forward(name, storage):
     assert memory.saved_bytes(net) == pytest.approx(grown, rel=0.10)
 
 
-def spectral_pair():
+def spectral_pair(dtype=np.float32):
     """Two Spec blocks back to back: the second convolution reads the Z the first tanh kept."""
     layers = []
     for c_in, c_out in ((3, 4), (4, 5)):
         threshold, tanh = Threshold(0.2), ComplexTanh()
         threshold.share_mask_with(tanh)
-        layers += [SpectralConv2d(c_in, c_out, 3, rng=c_out), threshold, tanh]
+        layers += [SpectralConv2d(c_in, c_out, 3, rng=c_out, dtype=dtype), threshold, tanh]
     return Sequential(layers)
 
 
@@ -289,3 +291,46 @@ def test_measure_leaves_the_net_as_it_was():
     for k, v in net.parameters().items():
         np.testing.assert_array_equal(v, params[k])
     assert memory.saved_bytes(net) == 0 and all(not layer.grads for _, layer in net.named_layers())
+
+
+@pytest.mark.parametrize("storage", ["dense", "csr", "bitmask"])
+@pytest.mark.parametrize("mode", ["crop", "alias"])
+def test_a_downsampled_map_is_recomputed_not_kept_again(storage, mode):
+    net = spectral_pair()
+    net.layers.insert(3, SpectralDownsample(2, mode))
+    memory.set_storage(net, storage)
+    x, _ = gaussian_batch(3, (3, 10, 10))
+    net.forward(x)
+    kept_z, kept_pooled = net[2].cache["u"], net[4].cache["X"]
+    rows = {row["name"]: row for row in memory.ledger(net)["layers"]}
+    assert rows["4:SpectralConv2d"]["saved_bytes"] == 0 and rows["4:SpectralConv2d"]["entries"] == 0
+    assert rows["2:ComplexTanh"]["saved_bytes"] == kept_z.nbytes > 0
+    # what backward reads equals the downsampling of what the tanh kept, done afresh
+    z = Spectrum(kept_z.decode(), (12, 12), "ortho")
+    np.testing.assert_array_equal(kept_pooled.decode(), SpectralDownsample(2, mode).forward(z).values)
+
+
+class DownsampleKeptTwice(SpectralDownsample):
+    """The output without the link to its kept input: the next layer keeps a copy of its own."""
+
+    def forward(self, x):
+        y = super().forward(x)
+        y.stored = None
+        return y
+
+
+@pytest.mark.parametrize("storage", ["dense", "bitmask"])
+def test_gradients_with_a_recomputed_downsampled_map_match_keeping_it(storage):
+    x, _ = gaussian_batch(2, (3, 10, 10), dtype=np.float64)
+    grads, held = [], []
+    for pool in (SpectralDownsample(2, "crop"), DownsampleKeptTwice(2, "crop")):
+        net = spectral_pair(np.float64)
+        net.layers.insert(3, pool)
+        memory.set_storage(net, storage)
+        y = net.forward(x)
+        held.append(memory.saved_bytes(net))
+        net.backward(y.like(np.ones_like(y.values)))
+        grads.append(net.gradients())
+    assert held[0] < held[1]
+    for key in grads[0]:
+        np.testing.assert_array_equal(grads[0][key], grads[1][key], err_msg=key)

@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import fft
 from ..backend import array_module
+from ..storage import DerivedStored
 from .base import Layer, check_positive_int, check_spectrum
 
 MODES = ("alias", "crop")
@@ -43,25 +44,33 @@ class SpectralDownsample(Layer):
         return tuple(math.ceil(n / self.factor) for n in size)
 
     def forward(self, x):
-        xp = check_spectrum(x)
-        size, out_size, X = x.size, self.output_size(x.size), x.values
-        box = None
+        check_spectrum(x)
+        out_size = self.output_size(x.size)
+        spatial_path = self.mode == "alias" and (x.size[0] % self.factor or x.size[1] % self.factor)
+        self.cache = {"size": x.size, "spatial_path": spatial_path}
+        y = x.__class__(self._resample(x.values, x.size, x.norm), out_size, x.norm)
+        if x.stored is not None:
+            # The input was kept by an earlier layer: whoever keeps this output recomputes it from
+            # that copy in backward instead of storing a second, downsampled one.
+            size, norm = x.size, x.norm         # not x itself: the closure must not hold its values
+            y.stored = DerivedStored(lambda X: self._resample(X, size, norm), x.stored)
+        return y
+
+    def _resample(self, X, size, norm):
+        """The output values for input values X (B, C, P, H) of spatial ``size``."""
+        xp = array_module(X)
+        out_size = self.output_size(size)
         if self.prefilter == "box":
-            box = _box_response(size, self.factor, xp, X.dtype)
-            X = X * box
-        spatial_path = self.mode == "alias" and (size[0] % self.factor or size[1] % self.factor)
-        self.cache = {"size": size, "box": box, "spatial_path": spatial_path}
-        if spatial_path:
-            y = fft.irfft2(X, size, x.norm)[..., :: self.factor, :: self.factor]
-            return x.__class__(fft.rfft2(y, out_size, x.norm), out_size, x.norm)
-        mats = _matrices(size, out_size, self.mode, self.factor, xp, X.dtype)
-        s = fft.resample_scale(size, out_size, x.norm)
-        R, Rf, Ca, Cb = mats
-        Y = s * (R @ X @ Ca + Rf @ xp.conj(X) @ Cb)
-        return x.__class__(Y, out_size, x.norm)
+            X = X * _box_response(size, self.factor, xp, X.dtype)
+        if self.mode == "alias" and (size[0] % self.factor or size[1] % self.factor):
+            y = fft.irfft2(X, size, norm)[..., :: self.factor, :: self.factor]
+            return fft.rfft2(y, out_size, norm)
+        R, Rf, Ca, Cb = _matrices(size, out_size, self.mode, self.factor, xp, X.dtype)
+        s = fft.resample_scale(size, out_size, norm)
+        return s * (R @ X @ Ca + Rf @ xp.conj(X) @ Cb)
 
     def backward(self, dy):
-        size, box, spatial_path = self._need_cache("size", "box", "spatial_path")
+        size, spatial_path = self._need_cache("size", "spatial_path")
         xp = check_spectrum(dy, "dy")
         out_size, dY = dy.size, dy.values
         if spatial_path:
@@ -73,8 +82,8 @@ class SpectralDownsample(Layer):
             R, Rf, Ca, Cb = _matrices(size, out_size, self.mode, self.factor, xp, dY.dtype)
             s = fft.resample_scale(size, out_size, dy.norm)
             dX = s * (R.T @ dY @ Ca.T + xp.conj(Rf.T @ dY @ Cb.T))
-        if box is not None:
-            dX = dX * xp.conj(box)
+        if self.prefilter == "box":
+            dX = dX * xp.conj(_box_response(size, self.factor, xp, dY.dtype))
         return dy.__class__(dX, size, dy.norm)
 
     def __repr__(self):
