@@ -230,6 +230,7 @@ class DerivedStored:
     entries = 0
     nonzeros = 0
     nbytes = 0
+    concat_axis = None      # set by stored_concatenation
 
     def __init__(self, derive, *sources):
         self.derive, self.sources = derive, sources
@@ -239,6 +240,23 @@ class DerivedStored:
 
     def pattern(self):
         return self.decode() != 0
+
+
+def stored_concatenation(parts, axis):
+    """A DerivedStored for ``concatenate([p.decode() for p in parts], axis)``.
+
+    A part that is itself such a concatenation along ``axis`` is replaced by its own parts, so a
+    chain of concatenations (a DenseNet block) decodes every kept map once, not once per level.
+    """
+    flat = []
+    for part in parts:
+        if isinstance(part, DerivedStored) and part.concat_axis == axis:
+            flat.extend(part.sources)
+        else:
+            flat.append(part)
+    stored = DerivedStored(lambda *maps: array_module(*maps).concatenate(maps, axis=axis), *flat)
+    stored.concat_axis = axis
+    return stored
 
 
 def _as_pairs(values, xp):

@@ -334,3 +334,27 @@ def test_gradients_with_a_recomputed_downsampled_map_match_keeping_it(storage):
     assert held[0] < held[1]
     for key in grads[0]:
         np.testing.assert_array_equal(grads[0][key], grads[1][key], err_msg=key)
+
+
+def test_spec_densenet_keeps_each_map_once(monkeypatch):
+    """Concatenations and poolings are rebuilt from the maps the tanhs kept: apart from the stem
+    (which keeps the real input), no SpectralConv2d holds a byte, and gradients do not change."""
+    x, y = gaussian_batch(2, (3, 16, 16), dtype=np.float64)
+    results = []
+    for shared in (True, False):
+        if not shared:
+            monkeypatch.setattr("specref.layers.dense_concat.stored_concatenation", lambda parts, axis: None)
+        net = nets.build("spec-densenet121", beta=0.05, dtype=np.float64, input_shape=(3, 16, 16),
+                         growth_rate=2, storage="bitmask")
+        logits = net.forward(x)
+        book = memory.ledger(net)
+        criterion = SoftmaxCrossEntropy()
+        criterion.forward(logits, y)
+        net.backward(criterion.backward())
+        results.append((book, net.gradients()))
+    (shared_book, shared_grads), (copied_book, copied_grads) = results
+    convs = [r for r in shared_book["layers"] if r["name"].endswith(":SpectralConv2d")]
+    assert convs[0]["saved_bytes"] > 0 and all(r["saved_bytes"] == 0 for r in convs[1:])
+    assert shared_book["saved_bytes"] < copied_book["saved_bytes"]
+    for key in shared_grads:
+        np.testing.assert_array_equal(shared_grads[key], copied_grads[key], err_msg=key)

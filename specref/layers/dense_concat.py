@@ -12,6 +12,10 @@ Adjoint (backward): the identity path and the branch both carry x forward, so th
 
     dx = dy[:, :C] + g^T(dy[:, C:])
 
+On Spectra whose two halves were kept by earlier layers, the concatenation's ``stored`` handle
+is rebuilt from those in backward (:func:`specref.storage.stored_concatenation`), so a later
+layer that keeps it adds no bytes.
+
 Being a Sequential, it names its parameters like one ("3.0.weight" for the first layer of the
 branch at position 3).
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 from ..backend import array_module
 from ..spectrum import Spectrum
+from ..storage import stored_concatenation
 from .sequential import Sequential
 
 
@@ -32,6 +37,10 @@ class DenseConcat(Sequential):
             xp = array_module(x.values, out.values)
             values = xp.concatenate([x.values, out.values], axis=1)
             result = x.like(values)
+            if x.stored is not None and out.stored is not None:
+                # both halves are kept already: a later layer that keeps the concatenation
+                # rebuilds it from them in backward (no quadratic growth of kept maps)
+                result.stored = stored_concatenation([x.stored, out.stored], axis=1)
         else:
             if isinstance(out, Spectrum):
                 raise TypeError("DenseConcat got a spatial array but its branch returned a Spectrum: "

@@ -13,6 +13,9 @@ ceil(P/f)); the adjoint runs the same path backwards.
 mode="crop": keep the ceil(P/f) lowest frequencies (Rippel et al. 2015); for an even output size
 the two input frequencies +-P'/2 are summed into the output's Nyquist bin, as aliasing would,
 so crop equals alias on maps band-limited to |nu| <= P'/2, and the output stays Hermitian.
+Backward needs nothing kept. When the input was kept by an earlier layer (a block's Z), the
+output's ``stored`` handle recomputes it from that copy (:class:`specref.storage.DerivedStored`),
+so the next convolution keeps no second, downsampled copy.
 prefilter="box" multiplies first by the transfer function of the circular f x f box mean
 (z[m, l] = mean over a, b < f of x[m + a, l + b]), which turns "alias" into average pooling.
 """
