@@ -7,6 +7,7 @@ conventions (FFT normalization, half spectrum, complex gradients).
 """
 from . import fft
 from .backend import Backend, array_module, to_numpy
+from .init import lsuv
 from .layers.activation import ComplexActivation, ComplexTanh
 from .layers.base import Layer
 from .layers.batchnorm import BatchNorm2d
@@ -37,5 +38,5 @@ __all__ = [
     "AvgPool2d", "Backend", "BatchNorm2d", "ComplexActivation", "ComplexTanh", "Conv2d", "Dense",
     "Flatten", "Layer", "MaxPool2d", "ReLU", "Sequential", "SoftmaxCrossEntropy", "Spectrum",
     "SpectralConv2d", "SpectralDownsample", "Tanh", "Threshold", "ToSpatial", "accuracy",
-    "array_module", "fft", "to_numpy", "train",
+    "array_module", "fft", "lsuv", "to_numpy", "train",
 ]

@@ -1,7 +1,7 @@
 """Diagnostics behind statements in README.md, each printed as one JSON line.
 
     python validation/diagnostics.py blas [--busy 2]   # stacked small matmuls: threaded BLAS vs specref.batched
-    python validation/diagnostics.py depth       # Spec-VGG-16 spectra at initialization, block by block
+    python validation/diagnostics.py depth       # Spec-VGG-16 spectra at initialization (and LSUV), block by block
     python validation/diagnostics.py ablation    # Spec-LeNet on CIFAR: threshold vs normalization (slow)
 
 ``depth`` and ``ablation`` read the CIFAR-10 subset from --data-dir (default ../shared/data/cifar10).
@@ -67,19 +67,25 @@ def _blas(args):
 
 
 def depth(args):
-    """RMS of |Y| entering each Threshold of Spec-VGG-16 (beta 0), weights as built and x sqrt(3)."""
-    x = data.load("cifar10", root=args.data_dir).test_x[:16]
-    for scale in (1.0, float(np.sqrt(3))):
+    """RMS of |Y| entering each Threshold of Spec-VGG-16 (beta 0): weights as built, x sqrt(3),
+    and after specref.lsuv on 128 training images (measured on 16 test images)."""
+    dataset = data.load("cifar10", root=args.data_dir)
+    x = dataset.test_x[:16]
+    for init in ("scale 1", "scale sqrt(3)", "lsuv"):
         net = nets.build("spec-vgg16", beta=0.0, seed=0)
-        for layer in net:
-            if isinstance(layer, SpectralConv2d):
-                layer.params["weight"] *= scale
+        if init == "lsuv":
+            specref.lsuv(net, dataset.train_x[:128])
+        elif init == "scale sqrt(3)":
+            for layer in net:
+                if isinstance(layer, SpectralConv2d):
+                    layer.params["weight"] *= np.float32(np.sqrt(3))
         out, rms = x, []
         for layer in net:
             if isinstance(layer, Threshold):
                 rms.append(round(float(np.sqrt(np.mean(np.abs(out.values) ** 2))), 4))
             out = layer.forward(out)
-        print(json.dumps({"diagnostic": "depth", "weight_scale": round(scale, 3), "rms_per_block": rms,
+        net.clear_cache()
+        print(json.dumps({"diagnostic": "depth", "init": init, "rms_per_block": rms,
                           "logit_std": round(float(out.std()), 4)}), flush=True)
 
 
