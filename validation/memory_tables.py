@@ -1,7 +1,7 @@
 """Memory tables: Spec nets under each storage codec vs their spatial baselines (one step each).
 
     .venv/bin/python validation/memory_tables.py --net vgg16 --beta 0.1 1.0 --batch 32 \
-        [--checkpoint runs/x/checkpoint.npz] [--storages dense csr bitmask bitmask-fp16]
+        [--checkpoint runs/x/checkpoint.npz | --init lsuv] [--storages dense csr bitmask bitmask-fp16]
 
 For the Spec form of --net at each --beta, on the first test batch of the CIFAR-10 subset (or a Gaussian batch
 with --gaussian), :func:`specref.memory.measure` runs one training step per storage codec and the
@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from specref import data, memory, nets
+from specref import data, lsuv, memory, nets
 
 
 def main(argv=None):
@@ -28,6 +28,8 @@ def main(argv=None):
     parser.add_argument("--beta", type=float, nargs="+", required=True)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--checkpoint", default=None, help="a `specref train` checkpoint of spec-NET")
+    parser.add_argument("--init", choices=("default", "lsuv"), default="default",
+                        help="without --checkpoint: lsuv rescales the drawn weights on 128 training images first")
     parser.add_argument("--storages", nargs="+", default=["dense", "csr", "bitmask", "bitmask-fp16"])
     parser.add_argument("--data-dir", default=os.path.join("..", "shared", "data", "cifar10"))
     parser.add_argument("--gaussian", action="store_true", help="x ~ N(0, 1) per pixel instead of CIFAR-10")
@@ -41,12 +43,16 @@ def main(argv=None):
         dataset = data.load("cifar10", root=args.data_dir)
         x, y = next(iter(dataset.batches("test", args.batch, shuffle=False, augment=False)))
         source = f"cifar10 test[0:{len(y)}]"
-    weights = args.checkpoint or "untrained (seed 0)"
+    weights = args.checkpoint or f"untrained (seed 0, init {args.init})"
+    if args.init == "lsuv" and args.checkpoint is None:
+        train_x = rng.standard_normal((128, 3, 32, 32)).astype(np.float32) if args.gaussian else dataset.train_x[:128]
     rows, baselines = [], None
     for beta, storage in [(beta, storage) for beta in args.beta for storage in args.storages]:
         net = nets.build("spec-" + args.net, beta=beta)
         if args.checkpoint:
             memory.load_weights(net, args.checkpoint)
+        elif args.init == "lsuv":
+            lsuv(net, train_x)
         started = time.perf_counter()
         m = memory.measure(net, x, y, storage=storage, baseline=baselines is None)
         if baselines is None:
