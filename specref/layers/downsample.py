@@ -49,8 +49,7 @@ class SpectralDownsample(Layer):
     def forward(self, x):
         check_spectrum(x)
         out_size = self.output_size(x.size)
-        spatial_path = self.mode == "alias" and (x.size[0] % self.factor or x.size[1] % self.factor)
-        self.cache = {"size": x.size, "spatial_path": spatial_path}
+        self.cache = {"size": x.size}
         y = x.__class__(self._resample(x.values, x.size, x.norm), out_size, x.norm)
         if x.stored is not None:
             # The input was kept by an earlier layer: whoever keeps this output recomputes it from
@@ -59,13 +58,17 @@ class SpectralDownsample(Layer):
             y.stored = DerivedStored(lambda X: self._resample(X, size, norm), x.stored)
         return y
 
+    def _through_space(self, size):
+        """Alias with a factor that does not divide the size goes through the spatial domain."""
+        return self.mode == "alias" and bool(size[0] % self.factor or size[1] % self.factor)
+
     def _resample(self, X, size, norm):
         """The output values for input values X (B, C, P, H) of spatial ``size``."""
         xp = array_module(X)
         out_size = self.output_size(size)
         if self.prefilter == "box":
             X = X * _box_response(size, self.factor, xp, X.dtype)
-        if self.mode == "alias" and (size[0] % self.factor or size[1] % self.factor):
+        if self._through_space(size):
             y = fft.irfft2(X, size, norm)[..., :: self.factor, :: self.factor]
             return fft.rfft2(y, out_size, norm)
         R, Rf, Ca, Cb = _matrices(size, out_size, self.mode, self.factor, xp, X.dtype)
@@ -73,10 +76,10 @@ class SpectralDownsample(Layer):
         return s * (R @ X @ Ca + Rf @ xp.conj(X) @ Cb)
 
     def backward(self, dy):
-        size, spatial_path = self._need_cache("size", "spatial_path")
+        (size,) = self._need_cache("size")
         xp = check_spectrum(dy, "dy")
         out_size, dY = dy.size, dy.values
-        if spatial_path:
+        if self._through_space(size):
             dy_spatial = fft.rfft2_adjoint(dY, out_size, dy.norm)
             dx = xp.zeros(dY.shape[:2] + tuple(size), dtype=dy_spatial.dtype)
             dx[..., :: self.factor, :: self.factor] = dy_spatial
