@@ -1,0 +1,1 @@
+"""specref test suite (a package, so test modules import shared helpers as ``tests.references``)."""
