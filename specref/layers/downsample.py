@@ -6,6 +6,10 @@ the full columns beyond Q//2 are conjugates of stored ones with the rows flipped
 
     Y = s * (R X Ca + Rf conj(X) Cb),        dX = s * (R^T dY Ca^T + conj(Rf^T dY Cb^T))
 
+The matrices are the specification; they are applied as copies and sums of rectangular blocks
+(each 0/1 matrix splits into runs of +-1 diagonals, :func:`_runs`), which on a frequency-major
+spectrum are slices of its leading axes: no matrix product, no transposed copy.
+
 mode="alias": y = x[..., ::f, ::f] exactly. When f divides the size, the output frequency nu
 sums the f aliases nu + a*P/f of each axis (no FFT). When it does not, the map goes through the
 spatial domain (irfft2, subsample, rfft2), which is still exactly x[::f, ::f] (output size
@@ -21,6 +25,7 @@ prefilter="box" multiplies first by the transfer function of the circular f x f 
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -71,9 +76,9 @@ class SpectralDownsample(Layer):
         if self._through_space(size):
             y = fft.irfft2(X, size, norm)[..., :: self.factor, :: self.factor]
             return fft.rfft2(y, out_size, norm)
-        R, Rf, Ca, Cb = _matrices(size, out_size, self.mode, self.factor, xp, X.dtype)
         s = fft.resample_scale(size, out_size, norm)
-        return s * (R @ X @ Ca + Rf @ xp.conj(X) @ Cb)
+        plan = _plan(size, out_size, self.mode, self.factor)
+        return _apply_blocks(X, plan, s, _half_shape(out_size), adjoint=False)
 
     def backward(self, dy):
         (size,) = self._need_cache("size")
@@ -85,9 +90,9 @@ class SpectralDownsample(Layer):
             dx[..., :: self.factor, :: self.factor] = dy_spatial
             dX = fft.irfft2_adjoint(dx, size, dy.norm)
         else:
-            R, Rf, Ca, Cb = _matrices(size, out_size, self.mode, self.factor, xp, dY.dtype)
             s = fft.resample_scale(size, out_size, dy.norm)
-            dX = s * (R.T @ dY @ Ca.T + xp.conj(Rf.T @ dY @ Cb.T))
+            plan = _plan(size, out_size, self.mode, self.factor)
+            dX = _apply_blocks(dY, plan, s, _half_shape(size), adjoint=True)
         if self.prefilter == "box":
             dX = dX * xp.conj(_box_response(size, self.factor, xp, dY.dtype))
         return dy.__class__(dX, size, dy.norm)
@@ -111,7 +116,8 @@ def _axis_matrix(n, n_out, mode, factor):
     return m
 
 
-def _matrices(size, out_size, mode, factor, xp, dtype):
+def _matrices(size, out_size, mode, factor):
+    """(R, Rf, Ca, Cb) of the formula above, as host 0/1 arrays."""
     (p, q), (p_out, q_out) = size, out_size
     R = _axis_matrix(p, p_out, mode, factor)
     Rf = R[:, (-np.arange(p)) % p]
@@ -121,7 +127,67 @@ def _matrices(size, out_size, mode, factor, xp, dtype):
     Cb = np.zeros((h, full_cols.shape[0]))
     for c in range(h, q):                                    # c > Q//2 is conj of column Q - c
         Cb[q - c] += full_cols[:, c]
-    return tuple(xp.asarray(a, dtype=dtype) for a in (R, Rf, Ca, Cb))
+    return R, Rf, Ca, Cb
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(size, out_size, mode, factor):
+    """The blocks of Y = R X Ca + conj(Rf X Cb): a tuple of (conjugate, rows, cols), where rows
+    and cols are runs (out_start, in_start, length, in_step) of R (or Rf) and of Ca^T (or Cb^T)."""
+    R, Rf, Ca, Cb = _matrices(size, out_size, mode, factor)
+    direct = [(False, r, c) for r in _runs(R) for c in _runs(Ca.T)]
+    mirrored = [(True, r, c) for r in _runs(Rf) for c in _runs(Cb.T)]
+    return tuple(direct + mirrored)
+
+
+def _runs(matrix):
+    """Split a 0/1 matrix M (n_out, n_in) into runs (j0, i0, length, step) with step +1 or -1:
+    M = sum over runs of the entries (j0 + t, i0 + step * t), t < length, each entry once."""
+    if np.any((matrix != 0) & (matrix != 1)):
+        raise AssertionError("resampling matrices must hold only 0 and 1")
+    left = {(int(j), int(i)) for j, i in zip(*np.nonzero(matrix))}
+    runs = []
+    for step in (1, -1):
+        for j, i in sorted(left):
+            if (j, i) not in left or (j - 1, i - step) in left:
+                continue                                # not the start of a run of this step
+            length = 1
+            while (j + length, i + step * length) in left:
+                length += 1
+            if length > 1 or step == -1:
+                runs.append((j, i, length, step))
+                left -= {(j + t, i + step * t) for t in range(length)}
+    return tuple(runs)
+
+
+def _span(start, length, step):
+    stop = start + step * length
+    return slice(start, None if stop < 0 else stop, step)
+
+
+def _half_shape(size):
+    return size[0], fft.half_width(size[1])
+
+
+def _apply_blocks(X, plan, scale, out_shape, adjoint):
+    """s * (R X Ca + conj(Rf X Cb)), or with ``adjoint`` its adjoint, on X (B, C, P, H).
+
+    Works on the (P, H, B, C) view, so a frequency-major input costs only block copies, and the
+    result is frequency-major too (a (B, C, P', H') view of (P', H', B, C) memory).
+    """
+    xp = array_module(X)
+    src = X.transpose(2, 3, 0, 1)
+    out = xp.zeros(tuple(out_shape) + src.shape[2:], dtype=X.dtype)
+    for conjugate, (rj, ri, rn, rstep), (cj, ci, cn, cstep) in plan:
+        o_rows, o_cols = slice(rj, rj + rn), slice(cj, cj + cn)
+        i_rows, i_cols = _span(ri, rn, rstep), _span(ci, cn, cstep)
+        if adjoint:
+            o_rows, i_rows, o_cols, i_cols = i_rows, o_rows, i_cols, o_cols
+        block = src[i_rows, i_cols]
+        out[o_rows, o_cols] += xp.conj(block) if conjugate else block
+    if scale != 1:
+        out *= out.real.dtype.type(scale)
+    return out.transpose(2, 3, 0, 1)
 
 
 def _box_response(size, factor, xp, dtype):
