@@ -3,11 +3,13 @@
 The backend is chosen once, at the public boundary (``train(..., backend="cupy")``); below it,
 every function takes arrays and looks their module up with :func:`array_module`. Mixing NumPy
 and CuPy arrays is a ``TypeError``: moving data between host and device is always explicit
-(:meth:`Backend.asarray`, :func:`to_numpy`).
+(:meth:`Backend.asarray`, :meth:`Backend.move` for a whole network, :func:`to_numpy`).
 """
 from __future__ import annotations
 
 import numpy as np
+
+from .tree import state_stores
 
 BACKENDS = ("numpy", "cupy")
 GPU_INSTALL_HINT = (
@@ -85,6 +87,14 @@ class Backend:
         if self.name == "numpy":
             return np.asarray(to_numpy(x), dtype=dtype)
         return self.xp.asarray(x, dtype=dtype)
+
+    def move(self, net):
+        """Every parameter and buffer of ``net`` (a network or one layer) moved to this backend,
+        in place (no copy for an array already there); returns ``net``."""
+        for store in state_stores(net):
+            for key, value in store.items():
+                store[key] = self.asarray(value)
+        return net
 
     def synchronize(self):
         if self.name == "cupy":

@@ -13,9 +13,8 @@ them back next to the parameters.
 """
 from __future__ import annotations
 
-import math
-
 from .backend import array_module, to_numpy
+from .checks import check_number
 
 
 def lr_at(epoch: int, lr: float, halve_every: int | None) -> float:
@@ -28,16 +27,6 @@ def lr_at(epoch: int, lr: float, halve_every: int | None) -> float:
     return float(lr) * 0.5 ** (int(epoch) // int(halve_every))
 
 
-def _check_rate(value, name, *, positive):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    if not positive and value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return float(value)
-
-
 class SGD:
     """SGD over ``params`` (name -> array, the network's own arrays, updated in place)."""
 
@@ -45,11 +34,9 @@ class SGD:
         if not isinstance(params, dict) or not params:
             raise ValueError(f"params must be a non-empty dict of name -> array, got {type(params).__name__}")
         self.params = params
-        self.lr = _check_rate(lr, "lr", positive=True)
-        self.momentum = _check_rate(momentum, "momentum", positive=False)
-        if self.momentum >= 1:
-            raise ValueError(f"momentum must be < 1, got {momentum!r}")
-        self.weight_decay = _check_rate(weight_decay, "weight_decay", positive=False)
+        self.lr = check_number(lr, "lr", above=0)
+        self.momentum = check_number(momentum, "momentum", minimum=0, below=1)
+        self.weight_decay = check_number(weight_decay, "weight_decay", minimum=0)
         self.velocity = {}
         if self.momentum:
             self.velocity = {name: array_module(p).zeros_like(p) for name, p in params.items()}
@@ -83,9 +70,9 @@ class SGD:
 
     def load_state_dict(self, state: dict):
         """Restore a :meth:`state_dict`; buffers are copied next to their parameters."""
-        self.lr = _check_rate(state["lr"], "lr", positive=True)
-        self.momentum = _check_rate(state["momentum"], "momentum", positive=False)
-        self.weight_decay = _check_rate(state["weight_decay"], "weight_decay", positive=False)
+        self.lr = check_number(state["lr"], "lr", above=0)
+        self.momentum = check_number(state["momentum"], "momentum", minimum=0, below=1)
+        self.weight_decay = check_number(state["weight_decay"], "weight_decay", minimum=0)
         velocity = state.get("velocity", {})
         if self.momentum and set(velocity) != set(self.params):
             extra = sorted(set(velocity) ^ set(self.params))

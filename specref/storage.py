@@ -1,8 +1,10 @@
 """Storage codecs for the feature maps layers keep between forward and backward.
 
-A codec turns an array into a ``Stored`` object (``encode``) and back (``decode``); ``nbytes``
-is every byte it really holds (values, indices, index pointers, masks, scales) and ``pattern()``
-the boolean mask of the stored (non-zero) entries, exact even under a lossy value codec.
+A codec turns an array into a :class:`Stored` object (``encode``) and back (``decode``);
+``nbytes`` is every byte it really holds (values, indices, index pointers, masks, scales) and
+``pattern()`` the boolean mask of the stored (non-zero) entries, exact even under a lossy value
+codec. :class:`Stored` is the protocol every kept map follows (the memory ledger recognizes a kept
+map by it).
 
 - ``dense``: keeps a reference to the array itself (the control; nothing is copied).
 - ``csr``: the map flattened to (B*C, rest) as a ``scipy.sparse`` / ``cupyx.scipy.sparse``
@@ -24,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import array_module
+from .tree import leaf_layers
 
 STRUCTURES = ("dense", "csr", "bitmask")
 VALUE_CODECS = (None, "fp16", "int8")
@@ -68,7 +71,35 @@ class Codec:
         return f"Codec({self.name!r})"
 
 
-class DenseStored:
+class Stored:
+    """A feature map kept for backward, as a codec's ``encode`` returns it.
+
+    A subclass holds its arrays and defines:
+
+    - ``decode()``: the map again, an array of ``shape`` and ``dtype`` (exact unless the codec
+      is lossy);
+    - ``pattern()``: the boolean mask of its non-zero entries, exact under every codec;
+    - ``arrays``: every array it holds, each once; ``nbytes`` is their total, and the memory
+      ledger (:mod:`specref.memory`) counts them by their root buffers;
+    - ``entries``, ``nonzeros``: how many feature-map entries it stands for, how many are non-zero.
+    """
+
+    arrays = ()
+    entries = 0
+    nonzeros = 0
+
+    def decode(self):
+        raise NotImplementedError
+
+    def pattern(self):
+        raise NotImplementedError
+
+    @property
+    def nbytes(self):
+        return int(sum(a.nbytes for a in self.arrays))
+
+
+class DenseStored(Stored):
     """The array itself, by reference."""
 
     def __init__(self, array):
@@ -92,10 +123,6 @@ class DenseStored:
     @property
     def nonzeros(self):
         return int(array_module(self.array).count_nonzero(self.array))
-
-    @property
-    def nbytes(self):
-        return int(self.array.nbytes)
 
 
 class _ValueStore:
@@ -136,7 +163,7 @@ class _ValueStore:
         return (self.data,) if self.scales is None else (self.data, self.scales)
 
 
-class CSRStored:
+class CSRStored(Stored):
     def __init__(self, flat, shape, value_kind):
         xp = array_module(flat)
         sparse = _sparse_module(xp)
@@ -174,12 +201,8 @@ class CSRStored:
     def nonzeros(self):
         return int(self.indices.size)
 
-    @property
-    def nbytes(self):
-        return int(sum(a.nbytes for a in self.arrays))
 
-
-class BitmaskStored:
+class BitmaskStored(Stored):
     def __init__(self, flat, shape, value_kind):
         xp = array_module(flat)
         mask = flat != 0
@@ -213,12 +236,8 @@ class BitmaskStored:
     def nonzeros(self):
         return int(self.values.size)
 
-    @property
-    def nbytes(self):
-        return int(sum(a.nbytes for a in self.arrays))
 
-
-class DerivedStored:
+class DerivedStored(Stored):
     """A map recomputed in backward from other kept maps: ``decode() = derive(*sources decoded)``.
 
     It holds no array of its own (``nbytes`` 0, no entries): the sources are counted where they
@@ -226,10 +245,6 @@ class DerivedStored:
     as a spectral downsampling of a block's output.
     """
 
-    arrays = ()
-    entries = 0
-    nonzeros = 0
-    nbytes = 0
     concat_axis = None      # set by stored_concatenation
 
     def __init__(self, derive, *sources):
@@ -290,7 +305,6 @@ def _sparse_module(xp):
 def set_storage(net, storage):
     """Give every layer of ``net`` the codec ``storage`` (a name or a Codec); returns the codec."""
     codec = get_codec(storage)
-    layers = [layer for _, layer in net.named_layers()] if hasattr(net, "named_layers") else [net]
-    for layer in layers:
+    for _, layer in leaf_layers(net):
         layer.storage = codec
     return codec

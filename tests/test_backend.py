@@ -70,3 +70,29 @@ def test_numpy_backend_moves_explicitly():
     out = b.asarray([1, 2], dtype=np.float32)
     assert isinstance(out, np.ndarray) and out.dtype == np.float32
     assert backend.to_numpy(out) is out
+
+
+def test_move_puts_every_parameter_and_buffer_on_the_backend(xp):
+    from specref import nets
+    from specref.layers.dense import Dense
+
+    net = nets.build("lenet", batch_norm=True, activation="relu", input_shape=(1, 16, 16))
+    host = {name: value.copy() for name, value in net.parameters().items()}
+    assert Backend(xp.__name__).move(net) is net
+    for _, layer in net.named_layers():
+        for store in (layer.params, getattr(layer, "buffers", {})):
+            assert all(array_module(value) is xp for value in store.values())
+    for name, value in net.parameters().items():
+        np.testing.assert_array_equal(backend.to_numpy(value), host[name])
+    layer = Dense(3, 2)                                   # a single layer is its own only leaf
+    Backend(xp.__name__).move(layer)
+    assert array_module(layer.params["weight"]) is xp
+
+
+def test_moving_to_numpy_keeps_the_arrays_themselves():
+    from specref.layers.dense import Dense
+
+    layer = Dense(3, 2)
+    weight = layer.params["weight"]
+    Backend("numpy").move(layer)
+    assert layer.params["weight"] is weight               # no copy: optimizers keep their references

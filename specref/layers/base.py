@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import array_module
+from ..checks import check_positive_int  # noqa: F401  (the layers' argument check, one for all)
 from ..spectrum import Spectrum
 from ..storage import get_codec
 
@@ -93,12 +94,6 @@ def check_spectrum(x, name="x"):
     if not isinstance(x, Spectrum):
         raise TypeError(f"{name} must be a Spectrum, got {type(x).__name__}")
     return array_module(x.values)
-
-
-def check_positive_int(value, name, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def check_float_dtype(dtype, name="dtype"):

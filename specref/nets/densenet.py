@@ -33,13 +33,15 @@ from __future__ import annotations
 
 import math
 
+from ..checks import check_positive_int
+
 BATCH_NORM_DEFAULT = True
 BLOCKS = {121: (6, 12, 24, 16), 169: (6, 12, 32, 32)}
 
 
 def build(b, *, depth, growth_rate=12, compression=0.5, bottleneck_width=4):
-    k = _check_int(growth_rate, "growth_rate")
-    width = _check_int(bottleneck_width, "bottleneck_width")
+    k = check_positive_int(growth_rate, "growth_rate")
+    width = check_positive_int(bottleneck_width, "bottleneck_width")
     if not isinstance(compression, (int, float)) or not 0 < compression <= 1:
         raise ValueError(f"compression must be a number in (0, 1], got {compression!r}")
     layers = BLOCKS[depth]
@@ -81,9 +83,3 @@ def _average_pool(b):
         b.spectral_pool("alias", prefilter="box")
     else:
         b.spectral_pool("crop")
-
-
-def _check_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
