@@ -1,8 +1,11 @@
 """The paper's networks in spatial and Spec form: ``build(name, ...)``, ``names()``.
 
 LeNet, AlexNet (CIFAR variant), VGG-11/16 and DenseNet-BC-121/169, each as ``name`` and
-``"spec-" + name``; see :func:`specref.nets.registry.build`.
+``"spec-" + name``; see :func:`specref.nets.registry.build`. ``DEFAULT_BETA`` is the Spec nets'
+threshold where none is given; ``spatial_baselines`` the spatial nets a network's memory is
+compared with.
 """
-from .registry import build, names
+from .network import Network, beta_of, set_beta
+from .registry import DEFAULT_BETA, build, names, spatial_baselines
 
-__all__ = ["build", "names"]
+__all__ = ["DEFAULT_BETA", "Network", "beta_of", "build", "names", "set_beta", "spatial_baselines"]

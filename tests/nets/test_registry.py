@@ -12,6 +12,7 @@ from specref.layers.loss import SoftmaxCrossEntropy
 from specref.layers.pooling import MaxPool2d
 from specref.layers.spatial_activation import ReLU, Tanh
 from specref.layers.spectral_conv import SpectralConv2d
+from specref.layers.sequential import Sequential
 from specref.layers.threshold import Threshold
 from specref.spectrum import Spectrum
 from specref.testing import inner, random_like
@@ -73,8 +74,8 @@ def test_spec_nets_are_blocks_of_conv_threshold_tanh(name):
         assert isinstance(layers[i + 1], Threshold) and isinstance(layers[i + 2], ComplexTanh)
     kinds = (Threshold, ComplexTanh)
     assert sum(isinstance(layer, kinds) for layer in layers) == 2 * len(convs)
-    assert all(layer.beta == 1.0 for layer in layers if isinstance(layer, Threshold))
-    assert net.beta == 1.0 and net.fft_norm == "ortho"
+    assert all(layer.beta == nets.DEFAULT_BETA for layer in layers if isinstance(layer, Threshold))
+    assert net.beta == nets.DEFAULT_BETA and net.fft_norm == "ortho" and net.config["beta"] == net.beta
 
 
 def test_spec_densenet_concatenates_spectra_in_float64():
@@ -231,3 +232,31 @@ def test_spec_lenet_end_to_end_gradient(rng):
     analytic = sum(inner(grads[key], directions[key]) for key in params) + inner(dx, x_direction)
     assert abs(numeric - analytic) / max(1.0, abs(numeric)) < 1e-6
     assert abs(analytic) > 1e-3                 # the check is not vacuous
+
+
+def test_beta_lives_in_the_thresholds_only():
+    net = nets.build("spec-lenet", beta=0.3, input_shape=(1, 16, 16))
+    thresholds = [layer for _, layer in net.named_layers() if isinstance(layer, Threshold)]
+    assert net.beta == net.config["beta"] == 0.3 and all(t.beta == 0.3 for t in thresholds)
+    net.beta = 0.05
+    assert net.config["beta"] == 0.05 and all(t.beta == 0.05 for t in thresholds)
+    thresholds[0].beta = 0.2
+    assert net.beta == [0.05, 0.2]
+    with pytest.raises(ValueError, match="beta must be a finite number >= 0, got nan"):
+        net.beta = float("nan")
+    with pytest.raises(ValueError, match="no layer with a beta"):
+        nets.build("lenet").beta = 0.1
+
+
+def test_spatial_baselines_have_the_same_architecture():
+    net = nets.build("spec-alexnet", input_shape=(3, 16, 16), num_classes=4, fc_width=32, seed=3)
+    found = list(nets.spatial_baselines(net, dtype=np.float64, input_shape=(3, 16, 16)))
+    assert [(suffix, label) for suffix, label, _ in found] == [
+        ("", "alexnet (tanh, no batch norm)"), ("_bn", "alexnet (relu, batch norm)")]
+    for (_, _, spatial), batch_norm in zip(found, (False, True)):
+        assert spatial.name == "alexnet" and spatial.config["batch_norm"] is batch_norm
+        assert spatial.config["fc_width"] == 32 and spatial.config["seed"] == 3
+        assert spatial.config["dtype"] == "float64" and spatial.num_classes == 4
+    lenet = nets.build("lenet")
+    assert next(nets.spatial_baselines(lenet, np.float32, (3, 32, 32)))[2] is lenet
+    assert list(nets.spatial_baselines(Sequential([Dense(2, 2)]), np.float32, (3, 32, 32))) == []
