@@ -14,7 +14,6 @@ import time
 import numpy as np
 
 from .backend import Backend
-from .training import move_state
 
 
 def layers(args):
@@ -36,7 +35,7 @@ def layers(args):
     def block(first, rest):
         layers_ = [first, *rest]
         for layer in layers_:
-            move_state(layer, backend)
+            backend.move(layer)
 
         def run(inp):
             out = inp
@@ -82,7 +81,7 @@ def step(args):
     x, y = backend.asarray(x_host), backend.asarray(y_host)
 
     def specref_step(net):
-        move_state(net, backend)
+        backend.move(net)
         loss = SoftmaxCrossEntropy()
 
         def run():

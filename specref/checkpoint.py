@@ -1,8 +1,10 @@
-"""Checkpoints of a training run: ``checkpoint.npz`` written atomically, and read back for resume.
+"""Checkpoints of a training run: ``checkpoint.npz`` written atomically, read back to resume a run
+(:func:`load_checkpoint`) or to load trained weights into a fresh network (:func:`load_weights`).
 
 Keys: ``param/<name>``, ``buffer/<name>``, ``optim/velocity/<name>`` arrays and the JSON strings
 ``optim``, ``epoch``, ``rng_state``, ``config`` and ``history``. A write goes to a temporary file
-beside the target and is renamed over it, so a crash never leaves half a checkpoint.
+beside the target and is renamed over it (:func:`write_atomic`), so a crash never leaves half a
+checkpoint.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import warnings
 import numpy as np
 
 from .backend import array_module, to_numpy
+from .tree import leaf_layers
 
 # Config keys that must match on resume (the rest may change, e.g. epochs).
 RESUME_MUST_MATCH = ("net", "data", "num_train", "num_test", "dtype")
@@ -22,8 +25,7 @@ RESUME_MUST_MATCH = ("net", "data", "num_train", "num_test", "dtype")
 def named_buffers(net):
     """(qualified name, layer, key) of every non-trainable state array (``layer.buffers``)."""
     found = []
-    layers = list(net.named_layers()) if hasattr(net, "named_layers") else [("", net)]
-    for layer_name, layer in layers:
+    for layer_name, layer in leaf_layers(net):
         for key in getattr(layer, "buffers", {}) or {}:
             found.append((f"{layer_name}.{key}" if layer_name else key, layer, key))
     return found
@@ -38,7 +40,7 @@ def save_checkpoint(out, net, optimizer, epoch, rng, config, history):
     for key, value in (("optim", state), ("epoch", epoch), ("rng_state", rng.bit_generator.state),
                        ("config", config), ("history", list(history))):
         arrays[key] = np.array(json.dumps(value))
-    _atomic_write(os.path.join(out, "checkpoint.npz"), lambda f: np.savez(f, **arrays))
+    write_atomic(os.path.join(out, "checkpoint.npz"), lambda f: np.savez(f, **arrays))
 
 
 def load_checkpoint(out, net, optimizer, rng, config):
@@ -46,8 +48,7 @@ def load_checkpoint(out, net, optimizer, rng, config):
     path = os.path.join(out, "checkpoint.npz")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"resume=True but there is no checkpoint at {path} (run without resume first)")
-    with np.load(path, allow_pickle=False) as saved:
-        stored = {key: saved[key] for key in saved.files}
+    stored = _read(path)
     epoch = int(json.loads(str(stored["epoch"])))
     if epoch > config["epochs"]:
         raise ValueError(f"epochs={config['epochs']} is below the epoch {epoch} of {path} "
@@ -62,17 +63,7 @@ def load_checkpoint(out, net, optimizer, rng, config):
     if changed:
         warnings.warn(f"resuming {path} with a different {', '.join(changed)}: the result will not "
                       f"match an uninterrupted run", stacklevel=3)
-    targets = {f"param/{name}": (optimizer.params, name) for name in optimizer.params}
-    targets.update({f"buffer/{q}": (layer.buffers, key) for q, layer, key in named_buffers(net)})
-    stored_names = {k for k in stored if k.startswith(("param/", "buffer/"))}
-    if stored_names != set(targets):
-        odd = sorted(stored_names ^ set(targets))[0]
-        raise ValueError(f"cannot resume from {path}: its parameters differ from the network's (at {odd!r})")
-    for key, (store, name) in targets.items():
-        if stored[key].shape != tuple(store[name].shape):
-            raise ValueError(f"cannot resume from {path}: {key} has shape {stored[key].shape}, "
-                             f"the network's has {tuple(store[name].shape)}")
-        store[name][...] = array_module(store[name]).asarray(stored[key])
+    _restore_state(stored, net, optimizer.params, f"cannot resume from {path}")
     state = {"lr": optimizer.lr, "momentum": optimizer.momentum, "weight_decay": optimizer.weight_decay,
              "velocity": {k[len("optim/velocity/"):]: v for k, v in stored.items() if k.startswith("optim/velocity/")}}
     optimizer.load_state_dict(state)
@@ -80,7 +71,18 @@ def load_checkpoint(out, net, optimizer, rng, config):
     return epoch, json.loads(str(stored["history"]))
 
 
-def _atomic_write(path, write):
+def load_weights(net, path):
+    """Parameters and buffers of ``net`` from a ``specref train`` checkpoint.npz, in place.
+
+    Returns the checkpoint's training config (net, beta, fft_norm, data, ...).
+    """
+    stored = _read(path)
+    _restore_state(stored, net, net.parameters(),
+                   f"checkpoint {path} does not fit network {getattr(net, 'name', type(net).__name__)!r}")
+    return json.loads(str(stored["config"])) if "config" in stored else {}
+
+
+def write_atomic(path, write):
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``."""
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
                                dir=os.path.dirname(os.path.abspath(path)))
@@ -91,20 +93,39 @@ def _atomic_write(path, write):
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        _remove(tmp)
+        remove_if_present(tmp)
         raise
 
 
-def _write_text(path, text):
-    _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+def write_text_atomic(path, text):
+    """``text`` (UTF-8) into ``path`` through :func:`write_atomic`."""
+    write_atomic(path, lambda f: f.write(text.encode("utf-8")))
 
 
-def _json_line(entry):
-    return json.dumps(entry) + "\n"
-
-
-def _remove(path):
+def remove_if_present(path):
     try:
         os.remove(path)
     except FileNotFoundError:
         pass
+
+
+def _read(path):
+    with np.load(path, allow_pickle=False) as saved:
+        return {key: saved[key] for key in saved.files}
+
+
+def _restore_state(stored, net, params, refusal):
+    """Copy the ``param/`` and ``buffer/`` arrays of ``stored`` into ``params`` (name -> the net's
+    own arrays) and ``net``'s buffers, in place; ValueError starting with ``refusal`` when the
+    names or a shape differ."""
+    targets = {f"param/{name}": (params, name) for name in params}
+    targets.update({f"buffer/{q}": (layer.buffers, key) for q, layer, key in named_buffers(net)})
+    found = {k for k in stored if k.startswith(("param/", "buffer/"))}
+    if found != set(targets):
+        odd = sorted(found ^ set(targets))[0]
+        raise ValueError(f"{refusal}: {odd!r} is in only one of the checkpoint and the network")
+    for key, (store, name) in targets.items():
+        if stored[key].shape != tuple(store[name].shape):
+            raise ValueError(f"{refusal}: {key} has shape {stored[key].shape}, the network's has "
+                             f"{tuple(store[name].shape)} (another input size or class count?)")
+        store[name][...] = array_module(store[name]).asarray(stored[key])

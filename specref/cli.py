@@ -3,8 +3,8 @@
     specref train --net spec-lenet --data digits --epochs 10 --out runs/x [--resume]
     specref compare --net lenet --data digits          # spatial vs Spec form, side by side
     specref plot runs/compare/lenet runs/compare/spec-lenet
-    specref memory --net spec-vgg16 --beta 1.0 --batch 128 --storage csr --json
-    specref bench step --net spec-vgg16 --batch 32     # specref.bench, when installed
+    specref memory --net spec-vgg16 --beta 0.5 --batch 128 --storage csr --json
+    specref bench step --net spec-vgg16 --batch 32     # specref.bench
 
 Every subcommand returns 0 on success, 1 on a user error (bad file, bad value, divergence; the
 message goes to stderr without a traceback) and 2 on a usage error.
@@ -12,22 +12,29 @@ message goes to stderr without a traceback) and 2 on a usage error.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import os
 import sys
+import warnings
+
+import numpy as np
+from tqdm import tqdm
+
+from . import bench, memory, nets
+from .backend import Backend, array_module, to_numpy
+from .checkpoint import load_weights
+from .data import DataError
+from .data import load as load_dataset
+from .training import TrainingDiverged, train
 
 # `specref compare --net lenet --data digits` defaults, measured on the 2-core CPU machine: both
 # nets train in about 45 s together. Small batches give many updates per epoch on 1,437 images and
-# the lr halves every 5 epochs since the run is short. The registry's beta=1.0 zeroes nearly the
-# whole spectrum of Spec-LeNet on digits (it stays at chance), so compare sets its own: with 0.1
-# Spec-LeNet reaches about 0.95 test accuracy, LeNet about 0.96.
+# the lr halves every 5 epochs since the run is short; beta is the registry's default
+# (nets.DEFAULT_BETA): Spec-LeNet reaches about 0.95 test accuracy, LeNet about 0.96.
 COMPARE_EPOCHS = 15
 COMPARE_BATCH_SIZE = 32
 COMPARE_LR = 0.02
 COMPARE_LR_HALVE_EVERY = 5
-COMPARE_BETA = 0.1
 
 
 class CLIError(Exception):
@@ -43,14 +50,20 @@ def main(argv=None) -> int:
     if extra and args.command != "bench":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
-    from .data import DataError
-    from .training import TrainingDiverged
-
     try:
-        return args.handler(args) or 0
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_printer(args.command)
+            return args.handler(args) or 0
     except (CLIError, DataError, TrainingDiverged, FileNotFoundError, ValueError) as exc:
         print(f"specref {args.command}: error: {exc}", file=sys.stderr)
         return 1
+
+
+def _warning_printer(command):
+    """Warnings as one line on stderr, "specref COMMAND: Category: message" (above any progress bar)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        tqdm.write(f"specref {command}: {category.__name__}: {message}", file=sys.stderr)
+    return show
 
 
 def _parser():
@@ -67,7 +80,7 @@ def _parser():
     compare = sub.add_parser("compare", help="train a spatial net and its Spec form with the same recipe")
     compare.add_argument("--net", default="lenet", help="spatial registry name (default lenet)")
     _add_recipe(compare, required=False, epochs=COMPARE_EPOCHS, batch_size=COMPARE_BATCH_SIZE, lr=COMPARE_LR,
-                lr_halve_every=COMPARE_LR_HALVE_EVERY, beta=COMPARE_BETA)
+                lr_halve_every=COMPARE_LR_HALVE_EVERY)
     compare.add_argument("--out", default=os.path.join("runs", "compare"),
                          help="writes OUT/NAME and OUT/spec-NAME (default runs/compare)")
     compare.set_defaults(handler=_compare)
@@ -75,7 +88,7 @@ def _parser():
     memory = sub.add_parser("memory", help="bytes one training step keeps for backward, vs the spatial net")
     memory.add_argument("--net", default=None, help="registry name (default: the checkpoint's)")
     memory.add_argument("--beta", type=float, default=None,
-                        help="threshold (default: the checkpoint's, else the net's)")
+                        help=f"threshold (default: the checkpoint's, else {nets.DEFAULT_BETA:g})")
     memory.add_argument("--batch", "--batch-size", dest="batch", type=int, default=128)
     memory.add_argument("--checkpoint", default=None, help="checkpoint.npz of `specref train` (trained weights)")
     memory.add_argument("--data", default=None, help="take the first test batch of this dataset "
@@ -111,14 +124,14 @@ def _parser():
     return parser
 
 
-def _add_recipe(parser, *, required, epochs, batch_size, lr=0.02, lr_halve_every=50, beta=None):
+def _add_recipe(parser, *, required, epochs, batch_size, lr=0.02, lr_halve_every=50):
     """Options shared by train and compare; ``required``: --data and --epochs have no default."""
     parser.add_argument("--data", default=None if required else "digits", required=required,
                         help="digits, cifar10, svhn or imagefolder")
     parser.add_argument("--data-dir", default=None, help="folder holding the dataset's files")
     parser.add_argument("--epochs", type=int, required=required, default=epochs)
-    parser.add_argument("--beta", type=float, default=beta,
-                        help=f"threshold of the Spec layers (default: {beta if beta is not None else 'the net default'})")
+    parser.add_argument("--beta", type=float, default=None,
+                        help=f"threshold of the Spec layers (default {nets.DEFAULT_BETA:g})")
     parser.add_argument("--batch-size", type=int, default=batch_size)
     parser.add_argument("--lr", type=float, default=lr)
     parser.add_argument("--momentum", type=float, default=0.95)
@@ -129,7 +142,8 @@ def _add_recipe(parser, *, required, epochs, batch_size, lr=0.02, lr_halve_every
     parser.add_argument("--max-steps", type=int, default=None, help="cap on training steps per epoch")
     parser.add_argument("--limit-train", type=int, default=None, help="use the first N training images")
     parser.add_argument("--limit-test", type=int, default=None, help="use the first N test images")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bars on stderr (default: only when stderr is a terminal)")
     parser.add_argument("--storage", default=None, help="feature-map storage codec: dense (train's default), "
                         "csr, bitmask, csr-fp16, bitmask-int8, ... (compare: the Spec net's, default bitmask; "
                         "the spatial net stays dense)")
@@ -141,17 +155,13 @@ def _add_recipe(parser, *, required, epochs, batch_size, lr=0.02, lr_halve_every
 
 
 def _load_data(args):
-    from . import data
-
-    dataset = data.load(args.data, root=args.data_dir)
+    dataset = load_dataset(args.data, root=args.data_dir)
     if args.limit_train is not None or args.limit_test is not None:
         dataset = dataset.subset(args.limit_train, args.limit_test)
     return dataset
 
 
 def _run(net, dataset, args, out, resume=False, storage=None):
-    from .training import train
-
     return train(net, dataset, backend=args.backend, epochs=args.epochs, batch_size=args.batch_size,
                  lr=args.lr, momentum=args.momentum, lr_halve_every=args.lr_halve_every,
                  weight_decay=args.weight_decay, beta=args.beta, seed=args.seed, out=out,
@@ -176,7 +186,7 @@ def _compare(args):
     for name, storage in ((base, None), ("spec-" + base, args.storage or "bitmask")):
         history = _run(name, dataset, args, os.path.join(args.out, name), storage=storage)
         s = history.summary
-        measured = _step_memory(history.net, dataset, args.batch_size) or {}
+        measured = _step_memory(history.net, dataset, args.batch_size)
         rows.append({"net": name, "test_accuracy": s["test_accuracy"], "step_ms": s["step_ms"],
                      "activation_bytes": measured.get("saved_bytes"), "peak_bytes": measured.get("peak_bytes"),
                      "storage": s.get("storage"), "beta": s["beta"], "epochs": s["epochs"], "seconds": s["seconds"]})
@@ -192,14 +202,7 @@ def _compare(args):
 
 
 def _step_memory(net, dataset, batch_size):
-    """specref.memory.measure of one step on the first test batch (None without the module)."""
-    if importlib.util.find_spec("specref.memory") is None:
-        return None
-    memory = importlib.import_module("specref.memory")
-    if not hasattr(memory, "measure"):
-        return None
-    from .backend import array_module, to_numpy
-
+    """specref.memory.measure of one step on the first test batch: saved and peak bytes."""
     x, y = next(iter(dataset.batches("test", batch_size, shuffle=False, augment=False)))
     xp = array_module(next(iter(net.parameters().values())))
     x, y = xp.asarray(x), xp.asarray(y)
@@ -224,11 +227,6 @@ def _table(rows, title):
 
 def _memory(args):
     """One training step of --net: bytes saved for backward and peak, vs the spatial baselines."""
-    import numpy as np
-
-    from . import memory, nets
-    from .backend import Backend
-
     config = _checkpoint_config(args.checkpoint) if args.checkpoint else {}
     name = args.net or config.get("net")
     if name is None:
@@ -246,12 +244,9 @@ def _memory(args):
         options["fft_norm"] = config["fft_norm"]
     net = nets.build(name, **options)
     if args.checkpoint:
-        memory.load_weights(net, args.checkpoint)
+        load_weights(net, args.checkpoint)
     backend = Backend(args.backend)
-    for _, layer in net.named_layers():
-        for store in (layer.params, getattr(layer, "buffers", None) or {}):
-            for key, value in store.items():
-                store[key] = backend.asarray(value)
+    backend.move(net)
     if dataset is not None:
         x, y = next(iter(dataset.batches("test", args.batch, shuffle=False, augment=False)))
         source = f"{dataset.name} test[0:{len(y)}]"
@@ -270,8 +265,6 @@ def _memory(args):
 
 
 def _checkpoint_config(path):
-    import numpy as np
-
     if not os.path.isfile(path):
         raise CLIError(f"no checkpoint at {path} (expected the checkpoint.npz of `specref train --out`)")
     with np.load(path, allow_pickle=False) as saved:
@@ -279,9 +272,7 @@ def _checkpoint_config(path):
 
 
 def _load_data_for(args):
-    from . import data
-
-    return data.load(args.data, root=args.data_dir)
+    return load_dataset(args.data, root=args.data_dir)
 
 
 def _memory_table(r):
@@ -357,14 +348,4 @@ def _draw_curves(runs, output):
 
 
 def _bench(args):
-    name = args.bench_command
-    if importlib.util.find_spec("specref.bench") is None:
-        print(f"specref bench {name}: the benchmark module specref.bench is not available in this "
-              f"installation", file=sys.stderr)
-        return 2
-    bench = importlib.import_module("specref.bench")
-    function = getattr(bench, name, None)
-    if not callable(function):
-        print(f"specref bench {name}: specref.bench has no {name}() benchmark", file=sys.stderr)
-        return 2
-    return function(args)
+    return getattr(bench, args.bench_command)(args)

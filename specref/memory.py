@@ -19,28 +19,30 @@ pocketfft). On CuPy it is the memory hook of ``specref_gpu.memory`` when that mo
 installed, else ``peak_bytes`` is None and ``peak_note`` says why. Caches of an earlier step and
 the im2col workspace are released first, so the step starts clean and its own buffers (the
 batch, a copy made inside the window, included) are what the peak counts. The same measure is
-taken, in the same process, for the spatial network of the same architecture: tanh without
-batch norm (``baseline_*``) and with batch norm and ReLU (``baseline_bn_*``).
+taken, in the same process, for the spatial networks of the same architecture that
+:func:`specref.nets.spatial_baselines` builds: tanh without batch norm (``baseline_*``) and with
+batch norm and ReLU (``baseline_bn_*``).
+
+``block_densities(net)`` is the share of entries each thresholded block kept on the last forward,
+read from the kept maps' own counts: training checks it to warn when a Spec net keeps almost
+nothing.
 """
 from __future__ import annotations
 
 import contextlib
 import gc
 import importlib
-import json
 import tracemalloc
 
 import numpy as np
 
-from .backend import array_module, is_cupy_array
+from . import nets
+from .backend import Backend, array_module, is_cupy_array
 from .layers.conv2d import release_workspaces
 from .layers.loss import SoftmaxCrossEntropy
 from .spectrum import Spectrum
-from .storage import set_storage
-
-# Keys of a registry config that are build arguments, not architecture options.
-_BUILD_KEYS = ("name", "beta", "dtype", "seed", "input_shape", "num_classes", "activation",
-               "batch_norm", "pooling", "fft_norm", "storage")
+from .storage import Stored, set_storage
+from .tree import leaf_layers, state_stores
 
 
 def ledger(net, counts=True):
@@ -53,7 +55,7 @@ def ledger(net, counts=True):
     mapped = set()   # id(root of a map's first array): maps whose entries are counted
     excluded = {id(_root(a)) for a in _state_arrays(net)}
     rows = []
-    for name, layer in _leaf_layers(net):
+    for name, layer in leaf_layers(net):
         row = {"name": f"{name}:{type(layer).__name__}", "saved_bytes": 0, "entries": 0,
                "nonzeros": 0 if counts else None}
         for item in _held(getattr(layer, "cache", {})):
@@ -85,15 +87,28 @@ def saved_bytes(net):
 def measure(net, x, y, storage=None, baseline=True):
     """One training step of ``net`` on (x, y): the ledger after forward, the peak, the baselines.
 
-    storage: a codec name for every layer (None keeps the net's). baseline=False skips the
-    spatial baselines (their keys are then None). Afterwards the net is as it was (batch-norm
-    running statistics restored), with no caches and no gradients held.
+    storage: a codec name for every layer during the step (None keeps the net's). baseline=False
+    skips the spatial baselines (their keys are then None). Afterwards the net is as it was (its
+    layers' codecs and batch-norm running statistics restored), with no caches and no gradients
+    held.
     """
-    if storage is not None:
-        net.storage = set_storage(net, storage)
+    codecs = [(layer, layer.__dict__.get("storage")) for _, layer in leaf_layers(net)]
+    try:
+        if storage is not None:
+            set_storage(net, storage)
+        return _measure(net, x, y, baseline)
+    finally:
+        for layer, codec in codecs:
+            if codec is None:
+                layer.__dict__.pop("storage", None)     # back to the class's default codec
+            else:
+                layer.storage = codec
+
+
+def _measure(net, x, y, baseline):
     xp = array_module(x, y)
     result = {"net": getattr(net, "name", type(net).__name__), "storage": storage_name(net),
-              "beta": getattr(net, "beta", None), "fft_norm": getattr(net, "fft_norm", None),
+              "beta": nets.beta_of(net), "fft_norm": getattr(net, "fft_norm", None),
               "dtype": str(x.dtype), "batch": int(x.shape[0]), "backend": xp.__name__}
     own = _step(net, x, y)
     layers = own.pop("layers")
@@ -105,8 +120,33 @@ def measure(net, x, y, storage=None, baseline=True):
 
 def storage_name(net):
     """The codec name the net's layers store with ("mixed" when they differ)."""
-    names = {layer.storage.name for _, layer in _leaf_layers(net) if hasattr(layer, "storage")}
+    names = {layer.storage.name for _, layer in leaf_layers(net) if hasattr(layer, "storage")}
     return names.pop() if len(names) == 1 else ("mixed" if names else None)
+
+
+def block_densities(net):
+    """[(threshold layer's name, beta, density)] for every layer with a ``beta``, in forward order:
+    the share of non-zero entries in the first map kept after it (its block's output Z), from the
+    last forward pass; density None where no map was kept. Reads the kept maps' own counts (a
+    sparse codec's index count; one non-zero count over a dense map)."""
+    found, pending = [], None
+    for name, layer in leaf_layers(net):
+        if getattr(layer, "beta", None) is not None:
+            if pending is not None:
+                found.append((*pending, None))
+            pending = (f"{name}:{type(layer).__name__}", float(layer.beta))
+            continue
+        if pending is None:
+            continue
+        maps = [item for item in _held(getattr(layer, "cache", {}))
+                if (not _is_stored(item) or item.arrays) and _is_map(item)]
+        entries = sum(_entries(item) for item in maps)
+        if entries:
+            found.append((*pending, sum(_nonzeros(item) for item in maps) / entries))
+            pending = None
+    if pending is not None:
+        found.append((*pending, None))
+    return found
 
 
 class PeakMeter:
@@ -212,35 +252,10 @@ class RunRecord:
                 "peak_bytes_mean": weighted("peak_bytes_mean", "peak_steps")}
 
 
-def load_weights(net, path):
-    """Parameters and buffers of ``net`` from a ``specref train`` checkpoint.npz, in place.
-
-    Returns the checkpoint's training config (net, beta, fft_norm, data, ...).
-    """
-    from .training import named_buffers
-
-    with np.load(path, allow_pickle=False) as saved:
-        stored = {key: saved[key] for key in saved.files}
-    params = net.parameters()
-    targets = {f"param/{name}": (params, name) for name in params}
-    targets.update({f"buffer/{q}": (layer.buffers, key) for q, layer, key in named_buffers(net)})
-    found = {k for k in stored if k.startswith(("param/", "buffer/"))}
-    if found != set(targets):
-        odd = sorted(found ^ set(targets))[0]
-        raise ValueError(f"checkpoint {path} does not fit network {getattr(net, 'name', '')!r}: "
-                         f"{odd!r} is in only one of them")
-    for key, (store, name) in targets.items():
-        if stored[key].shape != tuple(store[name].shape):
-            raise ValueError(f"checkpoint {path}: {key} has shape {stored[key].shape}, the network's "
-                             f"has {tuple(store[name].shape)} (another input size or class count?)")
-        store[name][...] = array_module(store[name]).asarray(stored[key])
-    return json.loads(str(stored["config"])) if "config" in stored else {}
-
-
 # --- one step ---------------------------------------------------------------------------------
 def _step(net, x, y):
     xp = array_module(x, y)
-    buffers = [(layer.buffers, key, value.copy()) for _, layer in _leaf_layers(net)
+    buffers = [(layer.buffers, key, value.copy()) for _, layer in leaf_layers(net)
                for key, value in (getattr(layer, "buffers", None) or {}).items()]
     net.train()
     criterion = SoftmaxCrossEntropy()
@@ -270,7 +285,7 @@ def _step(net, x, y):
 
 def _clear(net):
     net.clear_cache()
-    for _, layer in _leaf_layers(net):
+    for _, layer in leaf_layers(net):
         layer.grads = {}
     release_workspaces()
     gc.collect()
@@ -278,22 +293,17 @@ def _clear(net):
 
 # --- the spatial baselines ----------------------------------------------------------------------
 def _baselines(net, x, y, own):
-    config = getattr(net, "config", None)
-    if not isinstance(config, dict) or "name" not in config:
-        return _no_baselines("the net does not come from specref.nets.build")
-    spectral = bool(getattr(net, "spectral", False))
-    base = config["name"][len("spec-"):] if spectral else config["name"]
+    backend = Backend(array_module(x).__name__)
     out = {}
-    for suffix, batch_norm, activation in (("", False, "tanh"), ("_bn", True, "relu")):
-        label = f"{base} ({activation}, {'batch norm' if batch_norm else 'no batch norm'})"
-        is_self = not spectral and (not batch_norm
-                                    or (config.get("batch_norm") and config.get("activation") == activation))
-        figures = own if is_self else _step(_spatial_net(base, config, x, batch_norm, activation), x, y)
-        out[f"baseline{suffix}"] = f"{label}, itself" if is_self else label
+    for suffix, label, spatial in nets.spatial_baselines(net, dtype=x.dtype, input_shape=x.shape[1:]):
+        figures = own if spatial is net else _step(backend.move(spatial), x, y)
+        out[f"baseline{suffix}"] = label
         out[f"baseline{suffix}_saved_bytes"] = figures["saved_bytes"]
         out[f"baseline{suffix}_peak_bytes"] = figures["peak_bytes"]
         out[f"relative_saved{suffix}"] = _ratio(own["saved_bytes"], figures["saved_bytes"])
         out[f"relative_peak{suffix}"] = _ratio(own["peak_bytes"], figures["peak_bytes"])
+    if not out:
+        return _no_baselines("the net does not come from specref.nets.build")
     out["baseline_storage"] = "dense"
     return out
 
@@ -308,34 +318,14 @@ def _no_baselines(note):
     return out
 
 
-def _spatial_net(base, config, x, batch_norm, activation):
-    from . import nets
-
-    arch = {k: v for k, v in config.items() if k not in _BUILD_KEYS}
-    spatial = nets.build(base, dtype=x.dtype, seed=config.get("seed", 0), input_shape=tuple(x.shape[1:]),
-                         num_classes=config.get("num_classes", 10), activation=activation,
-                         batch_norm=batch_norm, **arch)
-    xp = array_module(x)
-    for _, layer in _leaf_layers(spatial):
-        for store in (layer.params, getattr(layer, "buffers", None) or {}):
-            for key, value in store.items():
-                store[key] = xp.asarray(value)
-    return spatial
-
-
 def _ratio(a, b):
     return None if a is None or not b else a / b
 
 
 # --- walking caches -------------------------------------------------------------------------------
-def _leaf_layers(net):
-    return list(net.named_layers()) if hasattr(net, "named_layers") else [("", net)]
-
-
 def _state_arrays(net):
-    for _, layer in _leaf_layers(net):
-        yield from (getattr(layer, "params", None) or {}).values()
-        yield from (getattr(layer, "buffers", None) or {}).values()
+    for store in state_stores(net):
+        yield from store.values()
 
 
 def _is_array(value):
@@ -343,7 +333,7 @@ def _is_array(value):
 
 
 def _is_stored(value):
-    return hasattr(value, "arrays") and hasattr(value, "decode") and hasattr(value, "nbytes")
+    return isinstance(value, Stored)
 
 
 def _held(value):

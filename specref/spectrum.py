@@ -6,8 +6,6 @@ Spectrum is a Spectrum of the same size, layout and norm.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from . import fft
 from .backend import array_module
 
@@ -96,11 +94,3 @@ def _check_size(size):
     if p < 1 or q < 1:
         raise ValueError(f"size must be a pair of positive integers (P, Q), got {size!r}")
     return (p, q)
-
-
-def is_spectrum(x) -> bool:
-    return isinstance(x, Spectrum)
-
-
-def real_to_complex(dtype):
-    return np.result_type(dtype, np.complex64)

@@ -29,6 +29,12 @@ about 10% slower steps, left out of ``step_ms``). Each epoch records ``saved_byt
 ``saved_bytes_peak``, ``peak_bytes`` and ``density``; the summary their average and peak over the
 run (the paper's "average" and "peak" memory) and the ``storage`` codec. The caches are released
 after every step, so nothing a step kept lives on into the next.
+
+A Spec net that keeps almost nothing trains to chance without any error, so on the first step of
+each epoch :class:`specref.guards.SparsityCheck` reads the kept maps' own non-zero counts and the
+gradients: a block that kept under 1% of its entries, or a layer whose every gradient is exactly
+zero, gives a :class:`~specref.guards.SparsityWarning` naming the layer, the density and beta
+(once per run), and the epoch's entry in ``metrics.jsonl`` lists it under ``warnings``.
 """
 from __future__ import annotations
 
@@ -40,9 +46,11 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from .backend import BACKENDS, Backend, to_numpy
-from .checkpoint import (RESUME_MUST_MATCH, _json_line, _remove, _write_text, load_checkpoint,  # noqa: F401
-                         named_buffers, save_checkpoint)
+from . import nets
+from .backend import BACKENDS, Backend
+from .checkpoint import load_checkpoint, remove_if_present, save_checkpoint, write_text_atomic
+from .checks import check_number
+from .guards import FiniteGuard, SparsityCheck, SparsityWarning, TrainingDiverged  # noqa: F401 (public)
 from .layers.loss import SoftmaxCrossEntropy
 from .memory import RunRecord, storage_name
 from .optim import SGD, lr_at
@@ -59,16 +67,6 @@ INITS = ("default", "lsuv")
 LSUV_EXAMPLES = 128
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss or a gradient became NaN or infinite; ``layer`` is "loss" or a parameter name."""
-
-    def __init__(self, epoch: int, step: int, layer: str):
-        self.epoch, self.step, self.layer = epoch, step, layer
-        what = "loss" if layer == "loss" else f"gradient of parameter {layer!r}"
-        super().__init__(f"training diverged at epoch {epoch}, step {step}: the {what} is NaN or "
-                         f"infinite (try a smaller lr; the last good checkpoint, if any, is intact)")
-
-
 class History(list):
     """Per-epoch dicts (``EPOCH_KEYS`` and more); ``net`` and ``summary`` are set by :func:`train`."""
 
@@ -81,12 +79,14 @@ class History(list):
 
 def train(net, data, *, backend="numpy", epochs, batch_size=128, lr=0.02, momentum=0.95,
           lr_halve_every=50, weight_decay=0.0, beta=None, seed=0, out=None, resume=False,
-          progress=True, max_steps=None, storage=None, memory_every=100, init="default") -> History:
+          progress=None, max_steps=None, storage=None, memory_every=100, init="default") -> History:
     """Train ``net`` (a network, or a :func:`specref.nets.build` name) on ``data`` (a Dataset or a
     :func:`specref.data.load` name) up to ``epochs`` epochs in total.
 
-    ``beta`` (None: the net's own) sets the threshold of a registry net, or of every layer with a
-    ``beta`` in a given one. ``max_steps`` caps the training steps of each epoch (quick runs).
+    ``beta`` (None: the net's own; :data:`specref.nets.DEFAULT_BETA` for a registry name) sets the
+    threshold of a registry net, or of every layer with a ``beta`` in a given one. ``progress``:
+    progress bars on stderr (None: only where stderr is a terminal). ``max_steps`` caps the
+    training steps of each epoch (quick runs).
     ``storage`` (None: the net's own, "dense" for a registry name) is the codec every layer keeps
     its feature maps with (see :mod:`specref.storage`). ``memory_every``: trace the allocator peak
     on the second step of each epoch and every ``memory_every``-th one (0: never).
@@ -97,13 +97,13 @@ def train(net, data, *, backend="numpy", epochs, batch_size=128, lr=0.02, moment
     non-finite loss or gradient. Returns the :class:`History` of every epoch of the run.
     """
     _validate(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-              lr_halve_every=lr_halve_every, weight_decay=weight_decay, beta=beta, seed=seed,
+              lr_halve_every=lr_halve_every, weight_decay=weight_decay, seed=seed,
               max_steps=max_steps, backend=backend, resume=resume, out=out, memory_every=memory_every,
               init=init)
     backend = Backend(backend)
     data = _resolve_data(data)
     net_name, net = _resolve_net(net, data, beta, seed, storage)
-    move_state(net, backend)
+    backend.move(net)
     params = net.parameters()
     dtype = _float_dtype(params)
     optimizer = SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -113,7 +113,7 @@ def train(net, data, *, backend="numpy", epochs, batch_size=128, lr=0.02, moment
         "dtype": str(dtype), "backend": backend.name, "epochs": int(epochs), "batch_size": int(batch_size),
         "lr": float(lr), "momentum": float(momentum),
         "lr_halve_every": None if lr_halve_every is None else int(lr_halve_every),
-        "weight_decay": float(weight_decay), "beta": _net_beta(net), "fft_norm": _net_fft_norm(net),
+        "weight_decay": float(weight_decay), "beta": nets.beta_of(net), "fft_norm": _net_fft_norm(net),
         "seed": int(seed), "max_steps": None if max_steps is None else int(max_steps),
         "storage": storage_name(net), "memory_every": int(memory_every), "init": init,
     }
@@ -126,8 +126,8 @@ def train(net, data, *, backend="numpy", epochs, batch_size=128, lr=0.02, moment
             start_epoch, past = load_checkpoint(out, net, optimizer, rng, config)
             history.extend(past)
         else:
-            _remove(os.path.join(out, "summary.json"))
-        _write_text(os.path.join(out, "metrics.jsonl"), "".join(_json_line(e) for e in history))
+            remove_if_present(os.path.join(out, "summary.json"))
+        write_text_atomic(os.path.join(out, "metrics.jsonl"), "".join(_json_line(e) for e in history))
     if init == "lsuv" and not resume:
         _lsuv_init(net, data, backend, dtype, seed)
     loop = _Loop(net, SoftmaxCrossEntropy(), optimizer, data, backend, dtype, rng, batch_size,
@@ -142,7 +142,7 @@ def train(net, data, *, backend="numpy", epochs, batch_size=128, lr=0.02, moment
             save_checkpoint(out, net, optimizer, epoch + 1, rng, config, history)
     history.summary = _summary(config, history, loop.step_seconds, start_epoch)
     if out is not None:
-        _write_text(os.path.join(out, "summary.json"), json.dumps(history.summary, indent=2) + "\n")
+        write_text_atomic(os.path.join(out, "summary.json"), json.dumps(history.summary, indent=2) + "\n")
     return history
 
 
@@ -157,15 +157,17 @@ class _Loop:
         self.on_host = backend.name == "numpy"
         self.step_seconds = []
         self.memory = memory
+        self.sparsity = SparsityCheck(net)
 
     def epoch(self, epoch, epochs):
         """Train one epoch (1-based ``epoch``), evaluate, return the epoch's metrics."""
         steps = self.data.num_batches("train", self.batch_size)
         if self.max_steps is not None:
             steps = min(steps, self.max_steps)
-        guard = _FiniteGuard(list(self.optimizer.params), self.xp, eager=self.on_host)
-        bar = tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", unit="batch", disable=not self.progress,
-                   leave=True, dynamic_ncols=True)
+        guard = FiniteGuard(list(self.optimizer.params), self.xp, eager=self.on_host)
+        # disable=None: tqdm draws only where stderr is a terminal (CI logs stay clean).
+        bar = tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", unit="batch",
+                   disable=None if self.progress is None else not self.progress, leave=True, dynamic_ncols=True)
         try:
             return self._epoch(epoch, steps, guard, bar)
         finally:
@@ -177,10 +179,12 @@ class _Loop:
         net.train()
         first_timing = len(self.step_seconds)
         started = time.perf_counter()
+        found = []
         batches = self.data.batches("train", self.batch_size, rng=self.rng, shuffle=True)
         for step, (x, y) in enumerate(batches, start=1):
             slowed = self.memory.traced(step) and self.memory.every > 1   # tracemalloc's overhead
-            timed = (self.on_host or step % DEVICE_TIME_EVERY == 0) and not slowed
+            checked = step == 1 and self.sparsity.active
+            timed = (self.on_host or step % DEVICE_TIME_EVERY == 0) and not slowed and not checked
             if timed:
                 self.backend.synchronize()
                 t0 = time.perf_counter()
@@ -194,6 +198,8 @@ class _Loop:
                 guard.update(epoch, step, loss, grads)
                 self.optimizer.step(grads)
             self.memory.after_step(net, window)
+            if checked:
+                found = self.sparsity.check(net, epoch)
             _release_caches(net)
             if timed:
                 self.backend.synchronize()
@@ -217,7 +223,7 @@ class _Loop:
             "seconds": time.perf_counter() - started, "examples_per_second": seen / train_seconds,
             "train_seconds": train_seconds, "lr": self.optimizer.lr, "steps": step,
             "step_ms": 1000 * float(np.median(self.step_seconds[first_timing:] or [math.nan])),
-            **self.memory.epoch(),
+            **self.memory.epoch(), "warnings": found,
         }
         bar.set_postfix(loss=f"{entry['train_loss']:.4f}", acc=f"{entry['train_accuracy']:.3f}",
                         test_acc=f"{test_accuracy:.3f}", ex_s=f"{entry['examples_per_second']:.0f}")
@@ -243,62 +249,23 @@ class _Loop:
         return float(loss_sum) / seen, float(correct) / seen
 
 
-class _FiniteGuard:
-    """Finds the first step whose loss or a gradient is NaN or infinite.
-
-    On the host each step is checked before the update, so no bad update is ever applied. On a
-    device the per-step flags stay there and are read back at :meth:`check` (a logging point), so
-    the report still names the first bad step and parameter; checkpoints are only written after a
-    clean :meth:`check`, so the last one on disk is always good.
-    """
-
-    def __init__(self, names, xp, eager):
-        self.names, self.xp, self.eager = ["loss", *names], xp, eager
-        self.pending = []
-
-    def update(self, epoch, step, loss, grads):
-        xp = self.xp
-        values = [xp.asarray(loss)] + [grads[name] for name in self.names[1:]]
-        if self.eager:
-            for name, value in zip(self.names, values):
-                if not np.isfinite(value).all():
-                    raise TrainingDiverged(epoch, step, name)
-            return
-        flags = xp.stack([xp.isfinite(value).all() for value in values])
-        self.pending.append((epoch, step, flags))
-
-    def check(self):
-        if not self.pending:
-            return
-        flags = to_numpy(self.xp.stack([f for _, _, f in self.pending]))
-        pending, self.pending = self.pending, []
-        bad_rows = np.flatnonzero(~flags.all(axis=1))
-        if bad_rows.size:
-            row = bad_rows[0]
-            epoch, step, _ = pending[row]
-            raise TrainingDiverged(epoch, step, self.names[int(np.flatnonzero(~flags[row])[0])])
-
-
-def _validate(*, epochs, batch_size, lr, momentum, lr_halve_every, weight_decay, beta, seed,
+def _validate(*, epochs, batch_size, lr, momentum, lr_halve_every, weight_decay, seed,
               max_steps, backend, resume, out, memory_every=0, init="default"):
-    """ValueError naming the first bad argument of :func:`train`."""
+    """ValueError naming the first bad argument of :func:`train` (beta is checked by the
+    Threshold layers it is given to)."""
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
-    _check_int(epochs, "epochs")
-    _check_int(batch_size, "batch_size")
-    _check_number(lr, "lr", positive=True)
-    _check_number(momentum, "momentum")
-    if momentum >= 1:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-    _check_number(weight_decay, "weight_decay")
+    check_number(epochs, "epochs", integer=True, minimum=1)
+    check_number(batch_size, "batch_size", integer=True, minimum=1)
+    check_number(lr, "lr", above=0)
+    check_number(momentum, "momentum", minimum=0, below=1)
+    check_number(weight_decay, "weight_decay", minimum=0)
     if lr_halve_every is not None:
-        _check_int(lr_halve_every, "lr_halve_every", minimum=0)
-    if beta is not None:
-        _check_number(beta, "beta")
-    _check_int(seed, "seed", minimum=0)
+        check_number(lr_halve_every, "lr_halve_every", integer=True, minimum=0)
+    check_number(seed, "seed", integer=True, minimum=0)
     if max_steps is not None:
-        _check_int(max_steps, "max_steps")
-    _check_int(memory_every, "memory_every", minimum=0)
+        check_number(max_steps, "max_steps", integer=True, minimum=1)
+    check_number(memory_every, "memory_every", integer=True, minimum=0)
     if not isinstance(backend, Backend) and backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if resume and out is None:
@@ -331,8 +298,6 @@ def _resolve_data(data):
 def _resolve_net(net, data, beta, seed, storage=None):
     """(name recorded in the config, network object)."""
     if isinstance(net, str):
-        from . import nets
-
         kwargs = {} if beta is None else {"beta": beta}
         if storage is not None:
             kwargs["storage"] = storage
@@ -343,13 +308,9 @@ def _resolve_net(net, data, beta, seed, storage=None):
         if not callable(getattr(net, method, None)):
             raise TypeError(f"net must be a network (with {method}()) or a registry name, got {type(net).__name__}")
     if beta is not None:
-        holders = [layer for _, layer in _named_layers(net) if hasattr(layer, "beta")]
-        if not holders:
-            raise ValueError(f"beta={beta!r} was given but the network has no layer with a beta")
-        for holder in holders + ([net] if hasattr(net, "beta") else []):
-            holder.beta = float(beta)
+        nets.set_beta(net, beta)
     if storage is not None:
-        net.storage = set_storage(net, storage)
+        set_storage(net, storage)
     return getattr(net, "name", None) or type(net).__name__, net
 
 
@@ -360,35 +321,11 @@ def _release_caches(net):
         clear()
 
 
-def _named_layers(net):
-    if hasattr(net, "named_layers"):
-        return list(net.named_layers())
-    return [("", net)]
-
-
-def move_state(net, backend):
-    """Every parameter and buffer moved to ``backend`` (no copy when already there)."""
-    for _, layer in _named_layers(net):
-        for store in (layer.params, getattr(layer, "buffers", None) or {}):
-            for key, value in store.items():
-                store[key] = backend.asarray(value)
-
-
 def _float_dtype(params):
     for value in params.values():
         if np.issubdtype(value.dtype, np.floating):
             return np.dtype(value.dtype)
     return np.dtype(np.float32)
-
-
-def _net_beta(net):
-    if hasattr(net, "beta"):
-        return float(net.beta) if net.beta is not None else None
-    betas = sorted({float(layer.beta) for _, layer in _named_layers(net)
-                    if getattr(layer, "beta", None) is not None})
-    if not betas:
-        return None
-    return betas[0] if len(betas) == 1 else betas
 
 
 def _net_fft_norm(net):
@@ -413,12 +350,5 @@ def _summary(config, history, step_seconds, start_epoch):
     return summary
 
 
-def _check_int(value, name, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_number(value, name, positive=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+def _json_line(entry):
+    return json.dumps(entry) + "\n"

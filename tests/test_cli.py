@@ -1,8 +1,6 @@
-import importlib.util
 import json
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -54,19 +52,6 @@ def registry(monkeypatch):
     return built
 
 
-@pytest.fixture
-def no_module(monkeypatch):
-    """Make ``importlib.util.find_spec`` report the named specref modules as absent."""
-    absent = set()
-    real = importlib.util.find_spec
-
-    def find_spec(name, *args, **kwargs):
-        return None if name in absent else real(name, *args, **kwargs)
-
-    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
-    return absent
-
-
 def read_metrics(run):
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
@@ -106,8 +91,7 @@ def test_usage_errors_exit_2(capsys):
     assert cli.main([]) == 2
 
 
-def test_compare_trains_both_forms_and_prints_a_table(registry, no_module, tmp_path, capsys):
-    no_module.add("specref.memory")
+def test_compare_trains_both_forms_and_prints_a_table(registry, tmp_path, capsys):
     out = tmp_path / "cmp"
     assert cli.main(["compare", "--net", "spec-lenet", "--epochs", "2", "--out", str(out), *LIMITS]) == 0
     assert registry == ["lenet", "spec-lenet"]
@@ -122,7 +106,7 @@ def test_compare_trains_both_forms_and_prints_a_table(registry, no_module, tmp_p
     for name, row in rows.items():
         summary = json.loads((out / name / "summary.json").read_text())
         assert float(row[2]) == pytest.approx(summary["test_accuracy"], abs=1e-4)
-        assert row[-1] == "n/a"
+        assert float(row[4]) > 0 and float(row[-1]) > 0          # saved and peak MiB
     saved = json.loads((out / "compare.json").read_text())
     assert [r["net"] for r in saved["rows"]] == ["lenet", "spec-lenet"]
 
@@ -131,13 +115,21 @@ def test_compare_defaults():
     args = cli._parser().parse_args(["compare"])
     assert (args.net, args.data, args.out) == ("lenet", "digits", "runs/compare")
     assert args.epochs == cli.COMPARE_EPOCHS and args.batch_size == cli.COMPARE_BATCH_SIZE
+    assert args.beta is None and args.progress is None    # the registry's beta; bars only on a terminal
+
+
+def test_beta_defaults_are_the_registrys(capsys):
+    assert specref.nets.DEFAULT_BETA == 0.1
+    for command in (["train", "--net", "x", "--data", "digits", "--epochs", "1"], ["compare"], ["memory"]):
+        assert cli._parser().parse_args(command).beta is None
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    assert "default 0.1" in " ".join(capsys.readouterr().out.split())
 
 
 def test_compare_memory_column_uses_specref_memory(registry, monkeypatch, tmp_path, capsys):
-    memory = types.ModuleType("specref.memory")
-    memory.measure = lambda net, x, y, **kw: {"saved_bytes": 3 * 2**20 if hasattr(net[3], "beta") else 2**20}
-    monkeypatch.setitem(sys.modules, "specref.memory", memory)
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: object())
+    fake = lambda net, x, y, **kw: {"saved_bytes": 3 * 2**20 if hasattr(net[3], "beta") else 2**20}  # noqa: E731
+    monkeypatch.setattr(cli.memory, "measure", fake)
     assert cli.main(["compare", "--epochs", "1", "--out", str(tmp_path), *LIMITS]) == 0
     rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.strip()}
     # columns: net, storage, test accuracy, step ms, saved MiB, relative, peak MiB
@@ -167,19 +159,10 @@ def test_plot_without_metrics_errors(tmp_path, capsys):
     assert not (tmp_path / "curves.png").exists()
 
 
-def test_bench_without_module_exits_2(no_module, capsys):
-    no_module.add("specref.bench")
-    assert cli.main(["bench", "step", "--net", "spec-vgg16", "--batch", "32"]) == 2
-    assert "specref.bench" in capsys.readouterr().err
-
-
-def test_bench_dispatches_lazily(monkeypatch):
+def test_bench_dispatches_to_specref_bench(monkeypatch):
     seen = {}
-    bench = types.ModuleType("specref.bench")
-    bench.step = lambda args: seen.setdefault("step", args) and 0
-    bench.layers = lambda args: seen.setdefault("layers", args) and 0
-    monkeypatch.setitem(sys.modules, "specref.bench", bench)
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: object())
+    monkeypatch.setattr(cli.bench, "step", lambda args: seen.setdefault("step", args) and 0)
+    monkeypatch.setattr(cli.bench, "layers", lambda args: seen.setdefault("layers", args) and 0)
     assert cli.main(["bench", "step", "--net", "spec-vgg16", "--batch", "32", "--torch"]) == 0
     assert seen["step"].net == "spec-vgg16" and seen["step"].batch == 32
     assert seen["step"].extra == ["--torch"]

@@ -6,17 +6,22 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from specref import cli, memory, nets
+from specref import checkpoint, cli, memory, nets
+from specref.checkpoint import named_buffers
 from specref.data import load
 from specref.layers.activation import ComplexTanh
 from specref.layers.base import Layer
+from specref.layers.dense import Dense
 from specref.layers.downsample import SpectralDownsample
+from specref.layers.flatten import Flatten
 from specref.layers.loss import SoftmaxCrossEntropy
 from specref.layers.sequential import Sequential
 from specref.layers.spectral_conv import SpectralConv2d
 from specref.layers.threshold import Threshold
+from specref.layers.to_spatial import ToSpatial
 from specref.spectrum import Spectrum
-from specref.training import named_buffers, train
+from specref.storage import get_codec
+from specref.training import train
 
 MEASURE_KEYS = ("saved_bytes", "peak_bytes", "baseline_saved_bytes", "baseline_peak_bytes", "relative_saved",
                 "relative_peak", "density", "storage", "beta", "fft_norm", "layers", "baseline_bn_saved_bytes",
@@ -228,7 +233,7 @@ def test_cli_memory_loads_a_checkpoint(tmp_path, capsys):
     history = train("spec-lenet", digits, epochs=1, batch_size=16, beta=0.3, storage="bitmask", max_steps=2,
                     out=tmp_path, progress=False)
     restored = nets.build("spec-lenet", input_shape=(1, 32, 32))
-    config = memory.load_weights(restored, tmp_path / "checkpoint.npz")
+    config = checkpoint.load_weights(restored, tmp_path / "checkpoint.npz")
     assert config["net"] == "spec-lenet"
     for name, value in history.net.parameters().items():
         np.testing.assert_array_equal(restored.parameters()[name], value)
@@ -244,7 +249,7 @@ def test_checkpoint_of_another_net_is_refused(tmp_path):
     digits = load("digits").subset(32, 16)
     train("spec-lenet", digits, epochs=1, batch_size=16, max_steps=1, out=tmp_path, progress=False)
     with pytest.raises(ValueError, match="does not fit"):
-        memory.load_weights(nets.build("lenet", input_shape=(1, 32, 32)), tmp_path / "checkpoint.npz")
+        checkpoint.load_weights(nets.build("lenet", input_shape=(1, 32, 32)), tmp_path / "checkpoint.npz")
 
 
 def test_registry_storage_option():
@@ -291,6 +296,29 @@ def test_measure_leaves_the_net_as_it_was():
     for k, v in net.parameters().items():
         np.testing.assert_array_equal(v, params[k])
     assert memory.saved_bytes(net) == 0 and all(not layer.grads for _, layer in net.named_layers())
+
+
+def test_measure_with_a_storage_restores_the_nets_codecs():
+    net = nets.build("spec-lenet", storage="bitmask")
+    net[0].storage = get_codec("csr")                  # one layer with its own codec
+    codecs = [layer.storage.name for _, layer in net.named_layers()]
+    result = memory.measure(net, *gaussian_batch(4), storage="csr-int8", baseline=False)
+    assert result["storage"] == "csr-int8"
+    assert [layer.storage.name for _, layer in net.named_layers()] == codecs
+    bare = Sequential([SpectralConv2d(3, 2, 3), Threshold(0.1), ComplexTanh(), ToSpatial(), Flatten(),
+                       Dense(2 * 34 * 34, 10)])
+    memory.measure(bare, *gaussian_batch(2), storage="csr", baseline=False)
+    assert all("storage" not in vars(layer) and layer.storage.name == "dense" for layer in bare)
+
+
+def test_block_densities_follow_beta():
+    x, _ = gaussian_batch(4)
+    for beta, low, high in ((0.0, 0.99, 1.0), (0.1, 0.05, 0.99), (1e3, 0.0, 0.0)):
+        net = nets.build("spec-lenet", beta=beta, storage="bitmask")
+        net.forward(x)
+        found = memory.block_densities(net)
+        assert [(name, b) for name, b, _ in found] == [("1:Threshold", beta), ("5:Threshold", beta)]
+        assert all(low <= density <= high for _, _, density in found), found
 
 
 @pytest.mark.parametrize("storage", ["dense", "csr", "bitmask"])

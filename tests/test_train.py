@@ -275,22 +275,6 @@ def test_package_train_is_the_function(digits):
     assert len(history) == 1
 
 
-def test_deferred_guard_reports_the_first_bad_step():
-    # The device path: flags stay unread until check(); run here on NumPy arrays.
-    from specref.training import _FiniteGuard
-
-    guard = _FiniteGuard(["0.weight", "0.bias"], np, eager=False)
-    good = {"0.weight": np.zeros(3), "0.bias": np.zeros(1)}
-    guard.update(1, 1, np.float32(0.5), good)
-    guard.check()
-    guard.update(1, 2, np.float32(0.5), good)
-    guard.update(1, 3, np.float32(0.5), {"0.weight": np.zeros(3), "0.bias": np.array([np.nan])})
-    guard.update(1, 4, np.float32(np.inf), good)
-    with pytest.raises(TrainingDiverged) as info:
-        guard.check()
-    assert (info.value.epoch, info.value.step, info.value.layer) == (1, 3, "0.bias")
-
-
 def test_empty_training_split_is_refused(digits):
     with pytest.raises(ValueError, match="no training examples"):
         train(tiny_net(), digits.subset(0, 10), epochs=1, progress=False)

@@ -18,8 +18,8 @@ Stages, each guarded (a failure is recorded and the next stage still runs), unde
    128, 32x32, beta 1.0 on CuPy, and PyTorch's spatial VGG-16 (tanh without batch norm; ReLU
    with batch norm; cudnn.benchmark on) side by side, round-robin, timed with CUDA events
    (cupy.cuda.Event / torch.cuda.Event), medians after warm-up;
-4. memory: saved-activation bytes of the Spec net (``specref.memory.measure`` where that module
-   exists) and peak bytes of one step (a CuPy memory-pool hook, specref_gpu.memory.PoolPeak);
+4. memory: saved-activation bytes of the Spec net (``specref.memory.measure``) and peak bytes
+   of one step (a CuPy memory-pool hook, specref_gpu.memory.PoolPeak);
    PyTorch's saved activations (unique storages seen by saved_tensors_hooks, parameters apart)
    and peak (torch.cuda.max_memory_allocated);
 5. DIR/gpu_check.json (rewritten after each stage) and a short table, printed last.
@@ -47,7 +47,7 @@ if ROOT not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from specref_gpu.measure import host_peak, relative_error, to_json  # noqa: E402
+from validation.measure import host_peak, relative_error, to_json  # noqa: E402
 
 PARITY_TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
 # PyTorch's spatial baselines: name suffix -> nets.build options.
@@ -107,7 +107,7 @@ class Device:
         self.torch_nets = {f"pytorch-{args.net}-{k}": v for k, v in TORCH_VARIANTS.items()}
 
     def timer(self, kind):
-        from specref_gpu.measure import timer
+        from validation.measure import timer
 
         return timer(kind, self.synchronize, cupy=self.xp if self.mode == "cupy" else None, torch=self.torch)
 
@@ -119,7 +119,7 @@ class Device:
 
     def describe(self):
         from specref import kernels
-        from specref_gpu.measure import machine_info
+        from validation.measure import machine_info
 
         info = machine_info(self.xp if self.mode == "cupy" else None, self.torch, self.torch_device)
         return {"mode": self.mode, "unavailable_reason": self.reason, **info,
@@ -168,7 +168,7 @@ def parity_run(dev, dtype):
 
     x, y = inputs(dev, dev.parity_batch, dtype)[:2]
     host = nets.build(f"spec-{dev.net}", beta=1.0, dtype=dtype, seed=0)
-    device = move(nets.build(f"spec-{dev.net}", beta=1.0, dtype=dtype, seed=0), dev.backend)
+    device = dev.backend.move(nets.build(f"spec-{dev.net}", beta=1.0, dtype=dtype, seed=0))
     ref = step_values(host, x, y)
     got = step_values(device, dev.backend.asarray(x), dev.backend.asarray(y))
     errors = {"logits": relative_error(got[0], ref[0]), "loss": abs(got[1] - ref[1]) / abs(ref[1])}
@@ -205,7 +205,7 @@ def mask_flips(host, device):
 
 # --- stage 3: step time, round-robin with device events -----------------------------------------
 def stage_timing(dev, args, remaining):
-    from specref_gpu.measure import round_robin, summary
+    from validation.measure import round_robin, summary
 
     candidates, notes = training_steps(dev)
     result = {"status": "ok", "batch": dev.batch, "input": [3, 32, 32], "beta": 1.0, "warmup": dev.warmup,
@@ -228,7 +228,7 @@ def training_steps(dev):
     from specref.optim import SGD
 
     x_host, y_host, x, y = inputs(dev, dev.batch)
-    spec = move(nets.build(f"spec-{dev.net}", beta=1.0, seed=0), dev.backend)
+    spec = dev.backend.move(nets.build(f"spec-{dev.net}", beta=1.0, seed=0))
     optimizer, loss = SGD(spec.parameters(), lr=1e-3, momentum=0.95), SoftmaxCrossEntropy()
 
     def spec_step():
@@ -267,25 +267,17 @@ def torch_step(dev, spatial_net, x_host, y_host):
 
 # --- stage 4: memory ------------------------------------------------------------------------
 def stage_memory(dev, args, remaining):
-    from specref import nets
+    from specref import memory, nets
 
     result = {"status": "ok", "batch": dev.batch}
     x_host, y_host, x, y = inputs(dev, dev.batch)
-    try:
-        from specref import memory as ledger
-    except ImportError:
-        ledger = None
-    if ledger is None or not hasattr(ledger, "measure"):
-        result["spec_saved"] = {"skipped": "specref.memory.measure is not in this checkout (the memory "
-                                           "issue's ledger): the Spec net's saved bytes are not measured"}
-    else:
-        result["spec_saved"] = {}
-        for storage in args.storages:
-            net = move(nets.build(f"spec-{dev.net}", beta=1.0, seed=0), dev.backend)
-            try:
-                result["spec_saved"][storage] = to_json(ledger.measure(net, x, y, storage=storage))
-            except Exception as exc:  # the ledger is another issue's work: record, go on
-                result["spec_saved"][storage] = {"error": f"{type(exc).__name__}: {exc}"}
+    result["spec_saved"] = {}
+    for storage in args.storages:
+        net = dev.backend.move(nets.build(f"spec-{dev.net}", beta=1.0, seed=0))
+        try:
+            result["spec_saved"][storage] = to_json(memory.measure(net, x, y, storage=storage))
+        except Exception as exc:  # record it; the peak and PyTorch figures still come
+            result["spec_saved"][storage] = {"error": f"{type(exc).__name__}: {exc}"}
     result["spec_peak"] = {storage: spec_peak(dev, x, y, storage) for storage in args.storages}
     if dev.torch is not None:
         result["pytorch"] = {name: torch_memory(dev, nets.build(dev.net, seed=0, **options), x_host, y_host)
@@ -302,7 +294,7 @@ def spec_peak(dev, x, y, storage):
     from specref import nets
     from specref.storage import set_storage
 
-    net = move(nets.build(f"spec-{dev.net}", beta=1.0, seed=0), dev.backend)
+    net = dev.backend.move(nets.build(f"spec-{dev.net}", beta=1.0, seed=0))
     set_storage(net, storage)
     step_values(net, x, y)
     net.clear_cache()
@@ -318,7 +310,7 @@ def spec_peak(dev, x, y, storage):
 
 
 def torch_memory(dev, spatial_net, x_host, y_host):
-    from specref_gpu.measure import torch_memory as measure
+    from validation.measure import torch_memory as measure
 
     run, model, x, y = torch_step(dev, spatial_net, x_host, y_host)
     return measure(dev.torch, model, run, x, y)
@@ -330,14 +322,6 @@ def inputs(dev, batch, dtype=np.float32):
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((batch, 3, 32, 32)).astype(dtype), rng.integers(0, 10, batch)
     return x, y, dev.backend.asarray(x), dev.backend.asarray(y)
-
-
-def move(net, backend):
-    for _, layer in net.named_layers():
-        for store in (layer.params, getattr(layer, "buffers", None) or {}):
-            for key, value in store.items():
-                store[key] = backend.asarray(value)
-    return net
 
 
 def headline(name, stage, dev):

@@ -1,4 +1,6 @@
-"""Timing and memory measurements side by side with PyTorch (used by validation/gpu_check.py).
+"""Timing and memory measurements side by side with PyTorch, for validation/gpu_check.py
+(``validation.measure`` with the repository root on ``sys.path``; measuring code stays out of the
+installed packages).
 
 - :func:`timer`: run a step once and return its milliseconds, on the GPU's clock (CUDA events
   recorded around it: ``cupy.cuda.Event`` for CuPy work, ``torch.cuda.Event`` for PyTorch's) or
