@@ -25,6 +25,7 @@ the DC column and (Q even) the Nyquist column, and dual swaps "backward" and "fo
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -108,20 +109,24 @@ def resample_scale(size_in, size_out, norm=DEFAULT_NORM) -> float:
 def kernel_spectrum(kernels, size):
     """Unnormalized half spectrum of small kernels (O, C, k, k) zero-padded to ``size``: (O, C, P, H)."""
     o, c = kernels.shape[:2]
-    freq_major = kernel_spectrum_frequency_major(kernels, size)          # (F, C, O)
-    return freq_major.transpose(2, 1, 0).reshape(o, c, size[0], half_width(size[1]))
+    freq_major = kernel_spectrum_frequency_major(kernels, size)          # (F, O, C)
+    return freq_major.reshape(-1, o * c).T.reshape(o, c, size[0], half_width(size[1]))
 
 
-def kernel_spectrum_frequency_major(kernels, size):
-    """K as (P*H, C, O): K[f, c, o] = sum_(a,b) E[(a, b), f] w[o, c, a, b], one matrix product.
+def kernel_spectrum_frequency_major(kernels, size, conjugate=False):
+    """K as (P*H, O, C): K[f, o, c] = sum_t E[t, f] w[o, c, t] (t = (a, b) over the k x k taps),
+    or conj(K) with ``conjugate``. One matrix product:
 
-    E[(a, b), (p, h)] = exp(-2 pi i (p a / P + h b / Q)); for k*k << P*Q this costs far less
-    than one FFT per kernel, and it lands directly in the layout the channel products use.
+        K (F, O*C) = E^T (F, k*k) @ W^T,   W = w.reshape(O*C, k*k) (w's own memory, no copy)
+        E[(a, b), (p, h)] = exp(-2 pi i (p a / P + h b / Q))
+
+    For k*k << P*Q this costs far less than one FFT per kernel, lands frequency-major, and the
+    (O, C) order is w's: the forward product reads K[f] as its transpose (C, O) without a copy.
     """
     o, c, k, _ = kernels.shape
-    dft = _kernel_dft(kernels, k, size)                                   # (k*k, F)
-    flat = kernels.transpose(2, 3, 1, 0).reshape(k * k, c * o).astype(dft.dtype)
-    return (dft.T @ flat).reshape(-1, c, o)
+    dft = _kernel_dft(kernels, k, size, conjugate)                       # (F, k*k)
+    taps = kernels.reshape(o * c, k * k).T.astype(dft.dtype)             # (k*k, O*C)
+    return (dft @ taps).reshape(-1, o, c)
 
 
 def kernel_spectrum_adjoint(spectrum_grad, kernel_size, size):
@@ -132,30 +137,38 @@ def kernel_spectrum_adjoint(spectrum_grad, kernel_size, size):
 
 
 def kernel_spectrum_adjoint_frequency_major(grad_freq_major, kernel_size, size):
-    """dw[o, c, a, b] = Re(sum_f conj(E[(a, b), f]) G[f, o, c]) for G (F, O, C)."""
+    """dw[o, c, t] = Re(sum_f conj(E[t, f]) G[f, o, c]) for G (F, O, C): one product
+    conj(E) (k*k, F) @ G (F, O*C)."""
     f, o, c = grad_freq_major.shape
     k = kernel_size
-    dft = _kernel_dft(grad_freq_major, k, size)
-    dw = (dft.conj() @ grad_freq_major.reshape(f, o * c)).real          # (k*k, O*C)
-    return dw.reshape(k, k, o, c).transpose(2, 3, 0, 1).copy()
+    xp = array_module(grad_freq_major)
+    conj_dft = _kernel_dft(grad_freq_major, k, size, conjugate=True).T              # (k*k, F)
+    G = xp.ascontiguousarray(grad_freq_major).reshape(f, o * c)
+    return (conj_dft @ G).real.T.reshape(o, c, k, k)
 
 
 _DFT_CACHE = {}
 
 
-def _kernel_dft(like, k, size):
-    """E (k*k, P*H) on ``like``'s device in its complex precision, cached."""
+def _kernel_dft(like, k, size, conjugate=False):
+    """E^T (P*H, k*k) (or conj(E)^T) on ``like``'s device in its complex precision, cached."""
     xp = array_module(like)
     dtype = complex_dtype(like.real.dtype if xp.iscomplexobj(like) else like.dtype)
-    key = (xp.__name__, k, tuple(size), np.dtype(dtype).str)
+    key = (xp.__name__, k, tuple(size), np.dtype(dtype).str, bool(conjugate))
     if key not in _DFT_CACHE:
-        p, q = size
-        a = np.arange(k)
-        rows = np.exp(-2j * np.pi * np.outer(a, np.arange(p)) / p)                # (k, P)
-        cols = np.exp(-2j * np.pi * np.outer(a, np.arange(half_width(q))) / q)    # (k, H)
-        dft = np.einsum("ap,bh->abph", rows, cols).reshape(k * k, -1)
-        _DFT_CACHE[key] = xp.asarray(dft, dtype=dtype)
+        dft = _host_kernel_dft(k, tuple(size))
+        _DFT_CACHE[key] = xp.asarray(dft.conj() if conjugate else dft, dtype=dtype)
     return _DFT_CACHE[key]
+
+
+@functools.lru_cache(maxsize=64)
+def _host_kernel_dft(k, size):
+    """E^T in complex128 on the host: E^T[(p, h), (a, b)] = exp(-2 pi i (p a / P + h b / Q))."""
+    p, q = size
+    a = np.arange(k)
+    rows = np.exp(-2j * np.pi * np.outer(np.arange(p), a) / p)                # (P, k)
+    cols = np.exp(-2j * np.pi * np.outer(np.arange(half_width(q)), a) / q)    # (H, k)
+    return np.einsum("pa,hb->phab", rows, cols).reshape(-1, k * k)
 
 
 def complex_dtype(real_dtype):

@@ -70,8 +70,8 @@ class SpectralConv2d(Layer):
         self._check_channels(X.shape[1])
         self._check_kernel_fits(size)
         xp = array_module(X, self.params["weight"])
-        kernels = fft.kernel_spectrum_frequency_major(self.params["weight"], size)   # (F, C, O)
-        Y = _spectrum_view(batched_matmul(_frequency_major(X, xp), kernels), size)
+        kernels = fft.kernel_spectrum_frequency_major(self.params["weight"], size)   # (F, O, C)
+        Y = _spectrum_view(batched_matmul(_frequency_major(X, xp), kernels.transpose(0, 2, 1)), size)
         if "bias" in self.params:
             Y[:, :, 0, 0] += self.params["bias"] * fft.dc_scale(size, norm)
         self.cache = {"size": size, "norm": norm, "spatial_shape": spatial_shape}
@@ -92,9 +92,9 @@ class SpectralConv2d(Layer):
         dY = dy.values
         xp = array_module(dY, X)
         k = self.kernel_size
-        kernels = fft.kernel_spectrum_frequency_major(self.params["weight"], size)   # (F, C, O)
+        conj_kernels = fft.kernel_spectrum_frequency_major(self.params["weight"], size, conjugate=True)
         dYf = _frequency_major(dY, xp)                                               # (F, B, O)
-        dX = _spectrum_view(batched_matmul(dYf, xp.conj(kernels).transpose(0, 2, 1)), size)
+        dX = _spectrum_view(batched_matmul(dYf, conj_kernels), size)                 # conj K (F, O, C)
         dK = batched_matmul(dYf.transpose(0, 2, 1), xp.conj(_frequency_major(X, xp)))  # (F, O, C)
         dw = fft.kernel_spectrum_adjoint_frequency_major(dK, k, size)
         self.grads["weight"] = dw.astype(self.dtype, copy=False)
