@@ -1,4 +1,5 @@
-"""Batched small matrix products, C[f] = A[f] @ B[f], fast on a few CPU cores.
+"""Batched small matrix products, C[f] = A[f] @ B[f], fast on a few CPU cores (and the thread
+pool they run on, which :func:`parallel_ranges` lends to elementwise NumPy work).
 
 The spectral convolution is hundreds of small complex products, one per frequency. A threaded
 BLAS given a stack of small matrices synchronizes its threads once per matrix, which measured
@@ -37,6 +38,19 @@ def batched_matmul(A, B):
             for job in jobs:
                 job.result()
     return out
+
+
+def parallel_ranges(fn, n, min_size=1 << 15):
+    """Run ``fn(lo, hi)`` over contiguous ranges that cover [0, n), one per worker, in the pool
+    (``fn`` must release the GIL to gain anything, as NumPy's ufuncs do); small n runs inline."""
+    parts = min(_WORKERS, max(1, n // min_size))
+    if parts == 1:
+        fn(0, n)
+        return
+    cuts = [n * i // parts for i in range(parts + 1)]
+    jobs = [_executor().submit(fn, lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:])]
+    for job in jobs:
+        job.result()
 
 
 def _executor():

@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import kernels
 from ..backend import array_module
+from ..storage import DenseStored
 from .base import Layer, check_spectrum
 
 _PROBE = np.concatenate([np.linspace(-6.0, 6.0, 241), [-50.0, -1e-3, 1e-3, 50.0]])
@@ -47,6 +48,13 @@ class ComplexActivation(Layer):
     def kept_pattern(self):
         """Where the kept map is non-zero (what a Threshold sharing its mask reads)."""
         return self._need_cache("u")[0].pattern()
+
+    def where_kept_nonzero(self, grad):
+        """``grad * kept_pattern()``; one fused pass when the map is kept dense (no mask array)."""
+        (stored,) = self._need_cache("u")
+        if isinstance(stored, DenseStored):
+            return kernels.where_nonzero(grad, stored.decode())
+        return grad * stored.pattern()
 
     def backward(self, dy):
         u = self.kept("u")

@@ -11,8 +11,6 @@ from __future__ import annotations
 import math
 
 from .. import kernels
-from ..backend import array_module
-from ..spectrum import Spectrum
 from .base import Layer, check_spectrum
 
 
@@ -36,16 +34,16 @@ class Threshold(Layer):
 
     def forward(self, x):
         check_spectrum(x)
-        values, mask = kernels.threshold(x.values, self.beta)
-        self.cache = {} if self.mask_source is not None else {"mask": mask}
+        shared = self.mask_source is not None
+        values, mask = kernels.threshold(x.values, self.beta, with_mask=not shared)
+        self.cache = {} if shared else {"mask": mask}
         return x.like(values)
 
     def backward(self, dy):
-        if self.mask_source is not None:
-            mask = self.mask_source.kept_pattern()
-        else:
-            (mask,) = self._need_cache("mask")
         check_spectrum(dy, "dy")
+        if self.mask_source is not None:
+            return dy.like(self.mask_source.where_kept_nonzero(dy.values))
+        (mask,) = self._need_cache("mask")
         return dy.like(dy.values * mask)
 
     def __repr__(self):
@@ -61,8 +59,3 @@ def check_beta(beta):
         raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
     return value
 
-
-def nonzero_fraction(spectrum: Spectrum) -> float:
-    """Share of stored half-spectrum entries that are non-zero (a logging-point sync)."""
-    xp = array_module(spectrum.values)
-    return float(xp.count_nonzero(spectrum.values)) / max(1, spectrum.values.size)

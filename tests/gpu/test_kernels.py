@@ -27,6 +27,23 @@ cases = st.fixed_dictionaries({
 })
 
 
+@pytest.fixture(params=["numba", "numpy", "cupy"])
+def xp(request, monkeypatch):
+    """The array module each test body runs on; on the host both paths: numba (the default)
+    and the plain-NumPy fallback (numba turned off)."""
+    if request.param == "cupy":
+        if CUPY_SKIP_REASON:
+            pytest.skip(f"CuPy backend test skipped: {CUPY_SKIP_REASON}")
+        import cupy
+
+        return cupy
+    if request.param == "numba":
+        assert kernels._numba() is not None, "numba is a dependency of specref and must import"
+    else:
+        monkeypatch.setattr(kernels, "_numba_kernels", False)
+    return np
+
+
 def reference_threshold(y, beta):
     mask = np.abs(y) > np.finfo(y.dtype).dtype.type(beta)
     return np.where(mask, y, 0), mask
@@ -83,6 +100,24 @@ def test_threshold_matches_its_formula(xp, case):
     assert out.dtype == host.dtype and mask.dtype == np.bool_
     np.testing.assert_array_equal(to_numpy(mask), ref_mask)
     np.testing.assert_array_equal(to_numpy(out), ref_out)
+    unmasked, no_mask = kernels.threshold(y, case["beta"], with_mask=False)
+    assert no_mask is None
+    np.testing.assert_array_equal(to_numpy(unmasked), ref_out)
+
+
+@stateless_fixture
+@given(case=cases, same_layout=st.booleans())
+def test_where_nonzero_matches_its_formula(xp, case, same_layout):
+    host_g, g = draw(xp, case)
+    host_z, z = draw(xp, case, salt=1)                 # about 20% exact zeros
+    if not same_layout:
+        z = xp.ascontiguousarray(z)
+    dx = kernels.where_nonzero(g, z)
+    assert dx.dtype == host_g.dtype
+    if case["layout"] != "strided":                     # laid out like grad where grad has an order
+        assert [s for s, n in zip(dx.strides, dx.shape) if n > 1] == \
+            [s for s, n in zip(g.strides, g.shape) if n > 1]
+    np.testing.assert_array_equal(to_numpy(dx), host_g * (host_z != 0))
 
 
 @stateless_fixture
@@ -152,42 +187,13 @@ def test_mixed_host_and_device_arrays_are_refused(xp):
         kernels.split_tanh_backward(xp.ones(3, xp.complex64), np.ones(3, np.complex64))
 
 
-def numba_or_skip():
-    if not kernels._numba():
-        pytest.skip("numba is not installed (or SPECREF_NUMBA=0): the NumPy path is the only one")
-
-
-@pytest.mark.parametrize("layout", ["c", "frequency-major"])
-def test_numba_threshold_equals_numpy_away_from_the_kink(layout):
-    numba_or_skip()
-    host, _ = draw(np, {"shape": (2, 3, 7, 5), "seed": 7, "beta": 0.9, "dtype": np.complex64,
-                        "layout": layout})
-    out, mask = kernels._threshold_numba(host, 0.9)
-    ref_out, ref_mask = kernels._threshold_numpy(host, 0.9)
-    np.testing.assert_array_equal(mask, ref_mask)
-    np.testing.assert_array_equal(out, ref_out)
-    assert out.strides == host.strides
-
-
-@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
-@pytest.mark.parametrize("mask_zeros", [False, True])
-def test_numba_and_numpy_backward_agree(dtype, mask_zeros):
-    numba_or_skip()
-    case = {"shape": (2, 3, 6, 4), "seed": 3, "beta": None, "dtype": dtype, "layout": "c"}
-    grad, z = draw(np, case)[0].ravel(), kernels.split_tanh(draw(np, case, scale=3, salt=1)[0]).ravel()
-    by_numba, by_numpy = np.empty_like(grad), np.empty_like(grad)
-    kernels._numba().backward(grad, z, np.finfo(dtype).dtype.type(1), mask_zeros, by_numba)
-    kernels._backward_numpy(grad, z, mask_zeros, by_numpy)
-    assert_close(by_numba, by_numpy, dtype, scale=np.abs(grad).max())
-    assert_close(by_numpy, reference_backward(grad, z, mask_zeros), dtype, scale=np.abs(grad).max())
-
-
-def test_without_numba_the_numpy_path_runs(monkeypatch):
+def test_without_numba_the_numpy_path_runs_and_says_so(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "numba", None)          # `import numba` raises ImportError
     monkeypatch.setattr(kernels, "_numba_kernels", None)
-    assert kernels._numba() is None
+    with pytest.warns(RuntimeWarning, match="numba is unavailable"):
+        assert kernels._numba() is None
     host, _ = draw(np, {"shape": (2, 2, 5, 3), "seed": 1, "beta": 0.7, "dtype": np.complex64,
                         "layout": "frequency-major"})
     out, mask = kernels.threshold(host, 0.7)
