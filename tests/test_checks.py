@@ -25,6 +25,7 @@ def test_accepts_numbers_in_range(value, kwargs, expected):
     (math.nan, {}, "epochs must be a finite number, got nan"),
     (math.inf, dict(minimum=0), "epochs must be a finite number >= 0, got inf"),
     ("3", dict(integer=True), "epochs must be an integer, got '3'"),
+    (11, dict(integer=True, minimum=0, maximum=10), "epochs must be an integer >= 0 and <= 10, got 11"),
 ])
 def test_refusals_name_parameter_value_and_range(value, kwargs, message):
     with pytest.raises(ValueError) as info:

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from ..checks import check_number, check_positive_int
 from .augment import augment_batch
 
 SPLITS = ("train", "test")
@@ -129,17 +130,12 @@ class Dataset:
 
 
 def _check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    return int(batch_size)
+    return check_positive_int(batch_size, "batch_size")
 
 
 def _check_count(field, n, available):
-    if n is None:
-        return available
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= available:
-        raise ValueError(f"{field} must be an integer in 0..{available} (or None for all), got {n!r}")
-    return int(n)
+    """``n`` images of the ``available`` ones (None: all)."""
+    return available if n is None else check_number(n, field, integer=True, minimum=0, maximum=available)
 
 
 def _head(x, n):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import check_positive_int
 from .dataset import Dataset
 from .errors import DataError
 from .lazy_images import LazyImages
@@ -32,10 +33,8 @@ EXPECTED = "train/ and val/ folders with one subfolder of images per class"
 def load_imagefolder(root=None, *, size=32, augment=True, stats_sample=1000):
     """Dataset "imagefolder": lazy (3, size, size) images, classes = train/ subfolder names."""
     folder = require_root("imagefolder", root, EXPECTED)
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise ValueError(f"size must be a positive integer, got {size!r}")
-    if isinstance(stats_sample, bool) or not isinstance(stats_sample, (int, np.integer)) or stats_sample < 1:
-        raise ValueError(f"stats_sample must be a positive integer, got {stats_sample!r}")
+    size = check_positive_int(size, "size")
+    stats_sample = check_positive_int(stats_sample, "stats_sample")
     classes = _class_folders(folder / "train")
     train_paths, train_labels = _scan_split(folder / "train", classes)
     test_paths, test_labels = _scan_split(folder / "val", classes)
