@@ -17,6 +17,7 @@ import numpy as np
 from .backend import array_module
 
 _WORKERS = max(1, os.cpu_count() or 1)
+_INLINE_MACS = 1 << 18      # below this a product is not worth a trip through the pool
 _pool = None
 _controller = None
 
@@ -37,6 +38,28 @@ def batched_matmul(A, B):
             jobs = [_executor().submit(np.matmul, A[a:b], B[a:b], out=out[a:b]) for a, b in chunks]
             for job in jobs:
                 job.result()
+    return out
+
+
+def matmul(A, B):
+    """A (n, k) @ B (k, m): the rows of A (or the columns of B, whichever are more) split over the
+    pool, one BLAS thread each, for the same reason as :func:`batched_matmul`."""
+    xp = array_module(A, B)
+    if xp is not np:
+        return A @ B
+    (n, k), m = A.shape, B.shape[1]
+    out = np.empty((n, m), dtype=np.result_type(A.dtype, B.dtype))
+    by_rows = n >= m
+    parts = min(_WORKERS, n if by_rows else m)
+    if parts < 2 or n * k * m < _INLINE_MACS:
+        return np.matmul(A, B, out=out)
+    cuts = [(n if by_rows else m) * i // parts for i in range(parts + 1)]
+    with _single_threaded_blas():
+        jobs = [_executor().submit(np.matmul, A[a:b], B, out=out[a:b]) if by_rows else
+                _executor().submit(np.matmul, A, B[:, a:b], out=out[:, a:b])
+                for a, b in zip(cuts[:-1], cuts[1:])]
+        for job in jobs:
+            job.result()
     return out
 
 

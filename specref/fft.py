@@ -31,6 +31,7 @@ import os
 import numpy as np
 
 from .backend import array_module
+from .batched import matmul
 
 NORMS = ("backward", "ortho", "forward")
 DEFAULT_NORM = "ortho"
@@ -126,7 +127,7 @@ def kernel_spectrum_frequency_major(kernels, size, conjugate=False):
     o, c, k, _ = kernels.shape
     dft = _kernel_dft(kernels, k, size, conjugate)                       # (F, k*k)
     taps = kernels.reshape(o * c, k * k).T.astype(dft.dtype)             # (k*k, O*C)
-    return (dft @ taps).reshape(-1, o, c)
+    return matmul(dft, taps).reshape(-1, o, c)
 
 
 def kernel_spectrum_adjoint(spectrum_grad, kernel_size, size):
@@ -144,7 +145,7 @@ def kernel_spectrum_adjoint_frequency_major(grad_freq_major, kernel_size, size):
     xp = array_module(grad_freq_major)
     conj_dft = _kernel_dft(grad_freq_major, k, size, conjugate=True).T              # (k*k, F)
     G = xp.ascontiguousarray(grad_freq_major).reshape(f, o * c)
-    return (conj_dft @ G).real.T.reshape(o, c, k, k)
+    return matmul(conj_dft, G).real.T.reshape(o, c, k, k)
 
 
 _DFT_CACHE = {}

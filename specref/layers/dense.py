@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..batched import matmul
 from .base import Layer, check_float_dtype, check_positive_int, check_spatial, make_rng
 
 
@@ -36,7 +37,7 @@ class Dense(Layer):
             raise ValueError(f"x must have {self.in_features} features (in_features), got shape {tuple(x.shape)}")
         if x.dtype != self.dtype:
             raise TypeError(f"x has dtype {x.dtype} but the layer's dtype is {self.dtype}: cast one of them")
-        y = x @ self.params["weight"].T
+        y = matmul(x, self.params["weight"].T)
         if "bias" in self.params:
             y += self.params["bias"]
         self.cache = {"x": x}
@@ -47,10 +48,10 @@ class Dense(Layer):
         check_spatial(dy, "dy", ndim=2)
         if tuple(dy.shape) != (x.shape[0], self.out_features):
             raise ValueError(f"dy must have the output's shape {(x.shape[0], self.out_features)}, got {tuple(dy.shape)}")
-        self.grads["weight"] = dy.T @ x
+        self.grads["weight"] = matmul(dy.T, x)
         if "bias" in self.params:
             self.grads["bias"] = dy.sum(axis=0)
-        return dy @ self.params["weight"]
+        return matmul(dy, self.params["weight"])
 
     def __repr__(self):
         return (f"Dense(in_features={self.in_features}, out_features={self.out_features}, "
