@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from specref import data, lsuv, memory, nets
+from specref.checkpoint import load_weights
 
 
 def main(argv=None):
@@ -50,7 +51,7 @@ def main(argv=None):
     for beta, storage in [(beta, storage) for beta in args.beta for storage in args.storages]:
         net = nets.build("spec-" + args.net, beta=beta)
         if args.checkpoint:
-            memory.load_weights(net, args.checkpoint)
+            load_weights(net, args.checkpoint)
         elif args.init == "lsuv":
             lsuv(net, train_x)
         started = time.perf_counter()
