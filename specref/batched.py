@@ -16,7 +16,7 @@ import numpy as np
 
 from .backend import array_module
 
-_WORKERS = max(1, os.cpu_count() or 1)
+WORKERS = max(1, os.cpu_count() or 1)
 _INLINE_MACS = 1 << 18      # below this a product is not worth a trip through the pool
 _pool = None
 _controller = None
@@ -29,7 +29,7 @@ def batched_matmul(A, B):
         return xp.matmul(A, B)
     out = np.empty(A.shape[:-1] + B.shape[-1:], dtype=np.result_type(A.dtype, B.dtype))
     stacks = A.shape[0]
-    cuts = np.linspace(0, stacks, min(_WORKERS, stacks) + 1).astype(int)
+    cuts = np.linspace(0, stacks, min(WORKERS, stacks) + 1).astype(int)
     chunks = [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
     with _single_threaded_blas():
         if len(chunks) == 1:
@@ -50,7 +50,7 @@ def matmul(A, B):
     (n, k), m = A.shape, B.shape[1]
     out = np.empty((n, m), dtype=np.result_type(A.dtype, B.dtype))
     by_rows = n >= m
-    parts = min(_WORKERS, n if by_rows else m)
+    parts = min(WORKERS, n if by_rows else m)
     if parts < 2 or n * k * m < _INLINE_MACS:
         return np.matmul(A, B, out=out)
     cuts = [(n if by_rows else m) * i // parts for i in range(parts + 1)]
@@ -66,7 +66,7 @@ def matmul(A, B):
 def parallel_ranges(fn, n, min_size=1 << 15):
     """Run ``fn(lo, hi)`` over contiguous ranges that cover [0, n), one per worker, in the pool
     (``fn`` must release the GIL to gain anything, as NumPy's ufuncs do); small n runs inline."""
-    parts = min(_WORKERS, max(1, n // min_size))
+    parts = min(WORKERS, max(1, n // min_size))
     if parts == 1:
         fn(0, n)
         return
@@ -79,7 +79,7 @@ def parallel_ranges(fn, n, min_size=1 << 15):
 def _executor():
     global _pool
     if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="specref-matmul")
+        _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="specref-matmul")
     return _pool
 
 

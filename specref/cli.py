@@ -43,13 +43,10 @@ class CLIError(Exception):
 
 def main(argv=None) -> int:
     parser = _parser()
-    args, extra = parser.parse_known_args(argv)
+    args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    if extra and args.command != "bench":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.extra = extra
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _warning_printer(args.command)
@@ -107,20 +104,9 @@ def _parser():
     plot.add_argument("--output", help="PNG path (default RUN_DIR/curves.png of the first run)")
     plot.set_defaults(handler=_plot)
 
-    bench = sub.add_parser("bench", help="benchmarks (specref.bench)")
-    bench_sub = bench.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
-    for name, text in (("layers", "time each layer's forward and backward"),
-                       ("step", "time a training step, Spec vs spatial (vs PyTorch)")):
-        p = bench_sub.add_parser(name, help=text)
-        p.add_argument("--net", default=None)
-        p.add_argument("--batch", "--batch-size", dest="batch", type=int, default=None)
-        p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
-        p.add_argument("--beta", type=float, default=None)
-        p.add_argument("--repeats", type=int, default=None)
-        p.add_argument("--warmup", type=int, default=None)
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--out", default=None)
-        p.set_defaults(handler=_bench)
+    bench_parser = sub.add_parser("bench", help="benchmarks (specref.bench)")
+    bench.add_arguments(bench_parser.add_subparsers(dest="bench_command", metavar="BENCH", required=True),
+                        handler=_bench)
     return parser
 
 

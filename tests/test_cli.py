@@ -163,9 +163,9 @@ def test_bench_dispatches_to_specref_bench(monkeypatch):
     seen = {}
     monkeypatch.setattr(cli.bench, "step", lambda args: seen.setdefault("step", args) and 0)
     monkeypatch.setattr(cli.bench, "layers", lambda args: seen.setdefault("layers", args) and 0)
-    assert cli.main(["bench", "step", "--net", "spec-vgg16", "--batch", "32", "--torch"]) == 0
+    assert cli.main(["bench", "step", "--net", "spec-vgg16", "--batch", "32", "--no-torch"]) == 0
     assert seen["step"].net == "spec-vgg16" and seen["step"].batch == 32
-    assert seen["step"].extra == ["--torch"]
+    assert seen["step"].torch is False
     assert cli.main(["bench", "layers"]) == 0
     assert seen["layers"].bench_command == "layers"
 
