@@ -54,8 +54,9 @@ def build(name, beta=DEFAULT_BETA, dtype=np.float32, seed=0, input_shape=(3, 32,
           **arch_options):
     """The network ``name`` with freshly drawn weights (deterministic for a given ``seed``).
 
-    beta: the Spec nets' threshold (ignored by spatial nets; checked by the Threshold layers). dtype: float32 or float64 parameters
-    (spectra are complex64 or complex128). input_shape: (channels, height, width).
+    beta: the Spec nets' threshold (ignored by spatial nets; checked by the Threshold layers).
+    dtype: float32 or float64 parameters (spectra are complex64 or complex128). input_shape:
+    (channels, height, width).
     activation: "tanh" or "relu" for every spatial activation (Spec blocks always use
     ComplexTanh: ReLU is not odd, so it would break the spectrum's conjugate symmetry).
     batch_norm: None takes the architecture's default (True for DenseNet, False otherwise);
@@ -119,6 +120,7 @@ def spatial_baselines(net, dtype, input_shape):
     arch = {k: v for k, v in config.items() if k not in _BUILD_ARGUMENTS}
     for suffix, batch_norm, activation in BASELINES:
         label = f"{base} ({activation}, {'batch norm' if batch_norm else 'no batch norm'})"
+        # A spatial net is its own first baseline, and its own second one when it has that form.
         is_self = not net.spectral and (not batch_norm or (config["batch_norm"] and config["activation"] == activation))
         if is_self:
             yield suffix, f"{label}, itself", net
