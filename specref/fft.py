@@ -32,6 +32,7 @@ import numpy as np
 
 from .backend import array_module
 from .batched import matmul
+from .kernels import small_dft
 
 NORMS = ("backward", "ortho", "forward")
 DEFAULT_NORM = "ortho"
@@ -116,7 +117,8 @@ def kernel_spectrum(kernels, size):
 
 def kernel_spectrum_frequency_major(kernels, size, conjugate=False):
     """K as (P*H, O, C): K[f, o, c] = sum_t E[t, f] w[o, c, t] (t = (a, b) over the k x k taps),
-    or conj(K) with ``conjugate``. One matrix product:
+    or conj(K) with ``conjugate``. One product (:func:`specref.kernels.small_dft` on the host,
+    a matrix product on a GPU or without numba):
 
         K (F, O*C) = E^T (F, k*k) @ W^T,   W = w.reshape(O*C, k*k) (w's own memory, no copy)
         E[(a, b), (p, h)] = exp(-2 pi i (p a / P + h b / Q))
@@ -126,8 +128,11 @@ def kernel_spectrum_frequency_major(kernels, size, conjugate=False):
     """
     o, c, k, _ = kernels.shape
     dft = _kernel_dft(kernels, k, size, conjugate)                       # (F, k*k)
-    taps = kernels.reshape(o * c, k * k).T.astype(dft.dtype)             # (k*k, O*C)
-    return matmul(dft, taps).reshape(-1, o, c)
+    taps = kernels.reshape(o * c, k * k)                                 # (O*C, k*k)
+    spectra = small_dft(dft, taps)                                       # numba, host
+    if spectra is None:
+        spectra = matmul(dft, taps.astype(dft.dtype).T)
+    return spectra.reshape(-1, o, c)
 
 
 def kernel_spectrum_adjoint(spectrum_grad, kernel_size, size):
@@ -143,9 +148,9 @@ def kernel_spectrum_adjoint_frequency_major(grad_freq_major, kernel_size, size):
     f, o, c = grad_freq_major.shape
     k = kernel_size
     xp = array_module(grad_freq_major)
-    conj_dft = _kernel_dft(grad_freq_major, k, size, conjugate=True).T              # (k*k, F)
+    conj_dft = _kernel_dft(grad_freq_major, k, size, conjugate=True)                # (F, k*k)
     G = xp.ascontiguousarray(grad_freq_major).reshape(f, o * c)
-    return matmul(conj_dft, G).real.T.reshape(o, c, k, k)
+    return matmul(conj_dft.T, G).real.T.reshape(o, c, k, k)
 
 
 _DFT_CACHE = {}

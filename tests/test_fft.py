@@ -64,8 +64,20 @@ def test_single_precision_is_kept():
     assert fft.irfft2(fft.rfft2(x, (3, 4)), (3, 4)).dtype == np.float32
 
 
+@pytest.fixture(params=["numba", "matrix product"])
+def kernel_spectrum_path(request, monkeypatch):
+    """Kernel spectra through numba's small_dft (the host default) and the matrix product."""
+    from specref import kernels
+
+    if request.param == "numba":
+        assert kernels._numba() is not None, "numba is a dependency of specref and must import"
+    else:
+        monkeypatch.setattr(kernels, "_numba_kernels", False)
+    return request.param
+
+
 @pytest.mark.parametrize("size", [(5, 6), (7, 7), (3, 4)])
-def test_kernel_spectrum_is_unnormalized_rfft2_and_its_adjoint(size, rng):
+def test_kernel_spectrum_is_unnormalized_rfft2_and_its_adjoint(size, rng, kernel_spectrum_path):
     w = rng.standard_normal((2, 3, 3, 3))
     np.testing.assert_allclose(fft.kernel_spectrum(w, size), np.fft.rfft2(w, s=size), atol=1e-12)
     g = rng.standard_normal((2, 3, size[0], fft.half_width(size[1])))
@@ -73,3 +85,15 @@ def test_kernel_spectrum_is_unnormalized_rfft2_and_its_adjoint(size, rng):
     lhs = inner(g, fft.kernel_spectrum(w, size))
     rhs = inner(fft.kernel_spectrum_adjoint(g, 3, size), w)
     assert lhs == pytest.approx(rhs, rel=1e-10)
+
+
+@pytest.mark.parametrize("conjugate", [False, True])
+def test_kernel_spectrum_in_float32_over_many_kernels(conjugate, rng, kernel_spectrum_path):
+    """More kernels than one block of the numba kernel, complex64 out, frequency-major."""
+    w = rng.standard_normal((37, 29, 3, 3)).astype(np.float32)    # 1,073 kernels: 3 blocks of 512
+    size = (9, 10)
+    got = fft.kernel_spectrum_frequency_major(w, size, conjugate=conjugate)
+    assert got.dtype == np.complex64 and got.shape == (9 * 6, 37, 29)
+    expected = np.fft.rfft2(w.astype(np.float64), s=size).reshape(37, 29, -1).transpose(2, 0, 1)
+    expected = expected.conj() if conjugate else expected
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
