@@ -140,6 +140,23 @@ def small_dft(dft, taps):
     return out
 
 
+def sgd_momentum(param, grad, velocity, lr, momentum, weight_decay):
+    """In place, in one pass: ``d = grad + weight_decay * param``, ``velocity = momentum * velocity
+    + d``, ``param -= lr * velocity`` (each step rounded as NumPy rounds it in the parameter's
+    dtype). Returns False, touching nothing, where it does not apply (numba off, a device array,
+    mixed dtypes, non-contiguous memory): the caller then runs the same formula on arrays."""
+    fused = _numba()
+    arrays = (param, grad, velocity)
+    if fused is None or any(type(a) is not np.ndarray or a.dtype != param.dtype
+                            or not a.flags.c_contiguous for a in arrays):
+        return False
+    real = param.dtype.type
+    p, g, v = (a.reshape(-1) for a in arrays)
+    parallel_ranges(lambda lo, hi: fused.sgd_momentum(p[lo:hi], g[lo:hi], v[lo:hi], real(lr), real(momentum),
+                                                      real(weight_decay)), p.size, 1 << 16)
+    return True
+
+
 # --- NumPy formulas (fallback and reference) ----------------------------------------------------
 def _threshold_numpy(values, beta):
     mask = np.abs(values) > _real(values).type(beta)
@@ -230,7 +247,15 @@ def _compile_numba():
                         x = block[t, j]
                         row[j] += complex(e.real * x, e.imag * x)
 
-    return SimpleNamespace(threshold=threshold_kernel, backward=backward_kernel,
+    @jit
+    def sgd_momentum_kernel(p, g, v, lr, momentum, weight_decay):
+        for i in range(p.size):
+            d = g[i] + weight_decay * p[i] if weight_decay != 0 else g[i]
+            velocity = momentum * v[i] + d
+            v[i] = velocity
+            p[i] -= lr * velocity
+
+    return SimpleNamespace(sgd_momentum=sgd_momentum_kernel, threshold=threshold_kernel, backward=backward_kernel,
                            where_nonzero=where_nonzero_kernel, small_dft=small_dft_kernel)
 
 

@@ -13,6 +13,7 @@ them back next to the parameters.
 """
 from __future__ import annotations
 
+from . import kernels
 from .backend import array_module, to_numpy
 from .checks import check_number
 
@@ -50,6 +51,9 @@ class SGD:
             g = grads[name]
             if g.shape != p.shape:
                 raise ValueError(f"gradient of {name!r} has shape {tuple(g.shape)}, parameter has {tuple(p.shape)}")
+            if self.momentum and kernels.sgd_momentum(p, g, self.velocity[name], self.lr, self.momentum,
+                                                      self.weight_decay):
+                continue                                  # one fused pass on the host
             if self.weight_decay:
                 g = g + self.weight_decay * p
             if self.momentum:

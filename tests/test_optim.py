@@ -107,3 +107,26 @@ def test_lr_at_halves_every_period():
     assert lr_at(149, 0.02, 50) == 0.005
     assert lr_at(1000, 0.02, None) == 0.02
     assert lr_at(1000, 0.02, 0) == 0.02
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_fused_update_equals_the_array_formula_bit_for_bit(dtype, weight_decay, monkeypatch):
+    """The one-pass numba update (the host default) rounds each step as the array formula does."""
+    from specref import kernels
+
+    assert kernels._numba() is not None, "numba is a dependency of specref and must import"
+    rng = np.random.default_rng(3)
+    p0 = rng.standard_normal(70_001).astype(dtype)          # split over the thread pool
+    grads = [rng.standard_normal(p0.shape).astype(dtype) for _ in range(3)]
+    results = []
+    for fused in (True, False):
+        if not fused:
+            monkeypatch.setattr(kernels, "_numba_kernels", False)
+        p = p0.copy()
+        opt = SGD({"w": p}, lr=0.05, momentum=0.9, weight_decay=weight_decay)
+        for g in grads:
+            opt.step({"w": g})
+        results.append((p, opt.velocity["w"]))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
