@@ -150,7 +150,7 @@ def kernel_spectrum_adjoint_frequency_major(grad_freq_major, kernel_size, size):
     xp = array_module(grad_freq_major)
     conj_dft = _kernel_dft(grad_freq_major, k, size, conjugate=True)                # (F, k*k)
     G = xp.ascontiguousarray(grad_freq_major).reshape(f, o * c)
-    return matmul(conj_dft.T, G).real.T.reshape(o, c, k, k)
+    return xp.ascontiguousarray(matmul(conj_dft.T, G).real.T).reshape(o, c, k, k)
 
 
 _DFT_CACHE = {}
