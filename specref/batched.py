@@ -22,12 +22,13 @@ _pool = None
 _controller = None
 
 
-def batched_matmul(A, B):
-    """A (F, n, k) @ B (F, k, m) -> (F, n, m)."""
+def batched_matmul(A, B, out=None):
+    """A (F, n, k) @ B (F, k, m) -> (F, n, m), into ``out`` (C-contiguous) when given."""
     xp = array_module(A, B)
     if xp is not np:
-        return xp.matmul(A, B)
-    out = np.empty(A.shape[:-1] + B.shape[-1:], dtype=np.result_type(A.dtype, B.dtype))
+        return xp.matmul(A, B, out=out)
+    if out is None:
+        out = np.empty(A.shape[:-1] + B.shape[-1:], dtype=np.result_type(A.dtype, B.dtype))
     stacks = A.shape[0]
     cuts = np.linspace(0, stacks, min(WORKERS, stacks) + 1).astype(int)
     chunks = [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]

@@ -115,9 +115,9 @@ def kernel_spectrum(kernels, size):
     return freq_major.reshape(-1, o * c).T.reshape(o, c, size[0], half_width(size[1]))
 
 
-def kernel_spectrum_frequency_major(kernels, size, conjugate=False):
+def kernel_spectrum_frequency_major(kernels, size, conjugate=False, out=None):
     """K as (P*H, O, C): K[f, o, c] = sum_t E[t, f] w[o, c, t] (t = (a, b) over the k x k taps),
-    or conj(K) with ``conjugate``. One product (:func:`specref.kernels.small_dft` on the host,
+    or conj(K) with ``conjugate``, into ``out`` (C-contiguous (F, O*C) memory) when given. One product (:func:`specref.kernels.small_dft` on the host,
     a matrix product on a GPU or without numba):
 
         K (F, O*C) = E^T (F, k*k) @ W^T,   W = w.reshape(O*C, k*k) (w's own memory, no copy)
@@ -129,9 +129,13 @@ def kernel_spectrum_frequency_major(kernels, size, conjugate=False):
     o, c, k, _ = kernels.shape
     dft = _kernel_dft(kernels, k, size, conjugate)                       # (F, k*k)
     taps = kernels.reshape(o * c, k * k)                                 # (O*C, k*k)
-    spectra = small_dft(dft, taps)                                       # numba, host
+    flat = None if out is None else out.reshape(dft.shape[0], o * c)
+    spectra = small_dft(dft, taps, out=flat)                             # numba, host
     if spectra is None:
         spectra = matmul(dft, taps.astype(dft.dtype).T)
+        if flat is not None:
+            flat[...] = spectra
+            spectra = flat
     return spectra.reshape(-1, o, c)
 
 

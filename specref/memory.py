@@ -38,7 +38,7 @@ import numpy as np
 
 from . import nets
 from .backend import Backend, array_module, is_cupy_array
-from .layers.conv2d import release_workspaces
+from .workspace import release as release_workspaces
 from .layers.loss import SoftmaxCrossEntropy
 from .spectrum import Spectrum
 from .storage import Stored, set_storage

@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import array_module
+from ..workspace import scratch
 from .base import Layer, check_float_dtype, check_positive_int, check_spatial, make_rng
 
 PADDINGS = ("full", "same", "valid")
@@ -83,30 +84,6 @@ def col2im(cols, x_shape, kernel_size, before, after, flip):
     return x[:, :, before:before + M, before:before + N]
 
 
-_WORKSPACES = {}
-
-
-def _workspace(name, shape, like):
-    """A scratch buffer shared by every Conv2d (one layer runs at a time), grown on demand.
-
-    im2col matrices are large: one shared buffer saves the allocator fresh pages each call
-    while holding only the largest one, never one per layer between forward and backward.
-    """
-    xp = array_module(like)
-    key = (name, xp.__name__, like.dtype.str)
-    size = int(np.prod(shape))
-    buffer = _WORKSPACES.get(key)
-    if buffer is None or buffer.size < size:
-        buffer = xp.empty(size, dtype=like.dtype)
-        _WORKSPACES[key] = buffer
-    return buffer[:size].reshape(shape)
-
-
-def release_workspaces():
-    """Free the shared im2col buffers."""
-    _WORKSPACES.clear()
-
-
 class Conv2d(Layer):
     """True 2-D convolution summed over input channels: weight (O, C, k, k), bias (O,)."""
 
@@ -134,7 +111,7 @@ class Conv2d(Layer):
         k, O = self.kernel_size, self.out_channels
         before, after = padding_widths(self.padding, k)
         Mo, No = M + before + after - k + 1, N + before + after - k + 1
-        cols = im2col(x, k, before, after, flip=True, out=_workspace("cols", (C * k * k, B * Mo * No), x))
+        cols = im2col(x, k, before, after, flip=True, out=scratch("im2col", (C * k * k, B * Mo * No), x.dtype, x))
         y = self.params["weight"].reshape(O, C * k * k) @ cols
         y = xp.ascontiguousarray(y.reshape(O, B, Mo, No).transpose(1, 0, 2, 3))
         if "bias" in self.params:
@@ -150,7 +127,7 @@ class Conv2d(Layer):
         k, O = self.kernel_size, self.out_channels
         before, after = padding_widths(self.padding, k)
         Mo, No = M + before + after - k + 1, N + before + after - k + 1
-        cols = im2col(x, k, before, after, flip=True, out=_workspace("cols", (C * k * k, B * Mo * No), x))
+        cols = im2col(x, k, before, after, flip=True, out=scratch("im2col", (C * k * k, B * Mo * No), x.dtype, x))
         out_shape = (B, O, M + before + after - k + 1, N + before + after - k + 1)
         if tuple(dy.shape) != out_shape:
             raise ValueError(f"dy must have the output's shape {out_shape}, got {tuple(dy.shape)}")
@@ -163,7 +140,7 @@ class Conv2d(Layer):
             dx = col2im(dcols, (B, C, M, N), k, before, after, flip=True)
         else:
             dy_cols = im2col(dy, k, k - 1 - before, k - 1 - after, flip=False,
-                             out=_workspace("dy_cols", (O * k * k, B * M * N), dy))
+                             out=scratch("im2col_dy", (O * k * k, B * M * N), dy.dtype, dy))
             weight_t = self.params["weight"].transpose(1, 0, 2, 3).reshape(C, O * k * k)
             dx = (weight_t @ dy_cols).reshape(C, B, M, N).transpose(1, 0, 2, 3)
         return xp.ascontiguousarray(dx)

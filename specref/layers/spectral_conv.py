@@ -31,6 +31,7 @@ from ..backend import array_module
 from ..batched import batched_matmul
 from ..spectrum import Spectrum
 from ..storage import get_codec
+from ..workspace import scratch
 from .base import Layer, check_float_dtype, check_positive_int, check_spatial, make_rng
 from .downsample import SpectralDownsample
 
@@ -70,7 +71,8 @@ class SpectralConv2d(Layer):
         self._check_channels(X.shape[1])
         self._check_kernel_fits(size)
         xp = array_module(X, self.params["weight"])
-        kernels = fft.kernel_spectrum_frequency_major(self.params["weight"], size)   # (F, O, C)
+        kernels = fft.kernel_spectrum_frequency_major(self.params["weight"], size,
+                                                      out=self._scratch("kernel_spectra", size, X))  # (F, O, C)
         Y = _spectrum_view(batched_matmul(_frequency_major(X, xp), kernels.transpose(0, 2, 1)), size)
         if "bias" in self.params:
             Y[:, :, 0, 0] += self.params["bias"] * fft.dc_scale(size, norm)
@@ -92,10 +94,12 @@ class SpectralConv2d(Layer):
         dY = dy.values
         xp = array_module(dY, X)
         k = self.kernel_size
-        conj_kernels = fft.kernel_spectrum_frequency_major(self.params["weight"], size, conjugate=True)
+        conj_kernels = fft.kernel_spectrum_frequency_major(self.params["weight"], size, conjugate=True,
+                                                           out=self._scratch("kernel_spectra", size, dY))
         dYf = _frequency_major(dY, xp)                                               # (F, B, O)
         dX = _spectrum_view(batched_matmul(dYf, conj_kernels), size)                 # conj K (F, O, C)
-        dK = batched_matmul(dYf.transpose(0, 2, 1), xp.conj(_frequency_major(X, xp)))  # (F, O, C)
+        dK = batched_matmul(dYf.transpose(0, 2, 1), xp.conj(_frequency_major(X, xp)),
+                            out=self._scratch("kernel_spectra_gradient", size, dY))          # (F, O, C)
         dw = fft.kernel_spectrum_adjoint_frequency_major(dK, k, size)
         self.grads["weight"] = dw.astype(self.dtype, copy=False)
         if "bias" in self.params:
@@ -104,6 +108,12 @@ class SpectralConv2d(Layer):
         if spatial_shape is None:
             return Spectrum(dX, size, norm)
         return fft.rfft2_adjoint(dX, size, norm)[..., : spatial_shape[0], : spatial_shape[1]]
+
+    def _scratch(self, name, size, like):
+        """(F, O, C) complex scratch (:mod:`specref.workspace`): kernel spectra and their gradient
+        are as large as 31 MB a layer and live only inside one call."""
+        shape = (size[0] * fft.half_width(size[1]), self.out_channels, self.in_channels)
+        return scratch(name, shape, fft.complex_dtype(self.dtype), like)
 
     def _check_dtype(self, dtype, name):
         if np.dtype(dtype) != self.dtype:
