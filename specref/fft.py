@@ -32,7 +32,7 @@ import numpy as np
 
 from .backend import array_module
 from .batched import matmul
-from .kernels import small_dft
+from .kernels import small_dft, small_dft_adjoint
 
 NORMS = ("backward", "ortho", "forward")
 DEFAULT_NORM = "ortho"
@@ -148,13 +148,16 @@ def kernel_spectrum_adjoint(spectrum_grad, kernel_size, size):
 
 def kernel_spectrum_adjoint_frequency_major(grad_freq_major, kernel_size, size):
     """dw[o, c, t] = Re(sum_f conj(E[t, f]) G[f, o, c]) for G (F, O, C): one product
-    conj(E) (k*k, F) @ G (F, O*C)."""
+    conj(E) (k*k, F) @ G (F, O*C) (:func:`specref.kernels.small_dft_adjoint` on the host)."""
     f, o, c = grad_freq_major.shape
     k = kernel_size
     xp = array_module(grad_freq_major)
     conj_dft = _kernel_dft(grad_freq_major, k, size, conjugate=True)                # (F, k*k)
     G = xp.ascontiguousarray(grad_freq_major).reshape(f, o * c)
-    return xp.ascontiguousarray(matmul(conj_dft.T, G).real.T).reshape(o, c, k, k)
+    dw = small_dft_adjoint(conj_dft, G)                                             # numba, host
+    if dw is None:
+        dw = xp.ascontiguousarray(matmul(conj_dft.T, G).real.T)
+    return dw.reshape(o, c, k, k)
 
 
 _DFT_CACHE = {}
