@@ -35,6 +35,7 @@ class ComplexActivation(Layer):
         _check_activation(fn, derivative, derivative_of, self.name)
         nonzero_probe = _PROBE[_PROBE != 0]
         self.zero_only_at_zero = bool(np.all(np.asarray(fn(nonzero_probe)) != 0))
+        self.mask_in_backward = False        # set by Threshold.share_mask_with where supported
 
     def forward(self, x):
         check_spectrum(x)
@@ -71,8 +72,11 @@ class ComplexTanh(ComplexActivation):
     """tanh(a) + i tanh(b); backward uses 1 - tanh^2 computed from the kept output.
 
     forward and backward run the fused kernels of :mod:`specref.kernels` (one pass each);
-    what is kept, and how, is the generic activation's.
+    what is kept, and how, is the generic activation's. After a Threshold that shares its mask
+    with it, backward also zeroes dY where Z = 0 (the mask), in the same pass.
     """
+
+    can_mask_in_backward = True
 
     def __init__(self):
         super().__init__(_tanh, _tanh_derivative_from_output, derivative_of="output", name="tanh")
@@ -87,7 +91,11 @@ class ComplexTanh(ComplexActivation):
     def backward(self, dy):
         u = self.kept("u")
         check_spectrum(dy, "dy")
-        return dy.like(kernels.split_tanh_backward(dy.values, u))
+        # Paired with a Threshold (share_mask_with), zero dY where Z = 0 in this same pass: the
+        # threshold's mask, exact when Z was kept losslessly. That Threshold then passes dY on.
+        masked = self.mask_in_backward and not self.storage.lossy
+        self.cache["masked"] = masked
+        return dy.like(kernels.split_tanh_backward(dy.values, u, mask_zeros=masked))
 
 
 def _tanh(t):

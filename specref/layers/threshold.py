@@ -25,11 +25,14 @@ class Threshold(Layer):
 
         For the activation right after this threshold, whose h is zero only at zero, the map
         it keeps (Y_hat or Z = f(Y_hat)) is non-zero exactly where |Y| > beta: the mask is that
-        map's non-zero pattern, so nothing is stored twice.
+        map's non-zero pattern, so nothing is stored twice. An activation that can (ComplexTanh)
+        applies that mask in its own backward pass, and this layer's backward then passes dY on.
         """
         if not getattr(activation, "zero_only_at_zero", False):
             raise ValueError(f"share_mask_with needs an activation whose h(t) is 0 only at t = 0, got {activation!r}")
         self.mask_source = activation
+        if getattr(activation, "can_mask_in_backward", False):
+            activation.mask_in_backward = True   # it applies the mask in its own backward pass
         return self
 
     def forward(self, x):
@@ -42,6 +45,8 @@ class Threshold(Layer):
     def backward(self, dy):
         check_spectrum(dy, "dy")
         if self.mask_source is not None:
+            if self.mask_source.cache.get("masked"):      # dY is already zero where |Y| <= beta
+                return dy.like(dy.values)
             return dy.like(self.mask_source.where_kept_nonzero(dy.values))
         (mask,) = self._need_cache("mask")
         return dy.like(dy.values * mask)

@@ -58,3 +58,28 @@ def test_bad_beta(beta, error):
 def test_needs_a_spectrum():
     with pytest.raises(TypeError, match="must be a Spectrum"):
         Threshold(0.5).forward(np.ones((1, 1, 2, 2)))
+
+
+@pytest.mark.parametrize("storage", ["dense", "bitmask", "csr", "bitmask-int8"])
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_shared_mask_gives_the_unshared_gradient(storage, dtype, rng):
+    """Threshold -> ComplexTanh with the mask read from Z (and applied in tanh's backward pass
+    where Z is kept losslessly) gives bit for bit the gradient of the pair keeping its own mask."""
+    from specref import ComplexTanh
+    from specref.storage import get_codec
+
+    values = (rng.standard_normal((2, 3, 6, 4)) + 1j * rng.standard_normal((2, 3, 6, 4))).astype(dtype)
+    x = Spectrum(values, (6, 6))
+    dz = x.like((rng.standard_normal(values.shape) + 1j * rng.standard_normal(values.shape)).astype(dtype))
+    grads = []
+    for shared in (False, True):
+        threshold, tanh = Threshold(0.8), ComplexTanh()
+        tanh.storage = get_codec(storage)
+        if shared:
+            threshold.share_mask_with(tanh)
+        tanh.forward(threshold.forward(x))
+        grads.append(threshold.backward(tanh.backward(dz)).values)
+    kept = np.abs(values) > np.finfo(dtype).dtype.type(0.8)
+    assert 0 < kept.mean() < 1
+    assert np.all(grads[1][~kept] == 0) and np.all(grads[1][kept] != 0)
+    np.testing.assert_array_equal(grads[1], grads[0])   # a lossy Z moves both alike, not the mask
