@@ -205,7 +205,7 @@ def _specref_step(args, x_host, y_host):
 
     def run():
         loss.forward(net.forward(x), y)
-        net.backward(loss.backward())
+        net.backward(loss.backward(), input_grad=False)     # as PyTorch: no gradient for x
         optimizer.step(net.gradients())
         net.clear_cache()
 

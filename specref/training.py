@@ -193,7 +193,7 @@ class _Loop:
                 logits = net.forward(x)
                 self.memory.after_forward(net)
                 loss = self.criterion.forward(logits, y)
-                net.backward(self.criterion.backward())
+                _backward_without_input_grad(net, self.criterion.backward())
                 grads = net.gradients()
                 guard.update(epoch, step, loss, grads)
                 self.optimizer.step(grads)
@@ -312,6 +312,14 @@ def _resolve_net(net, data, beta, seed, storage=None):
     if storage is not None:
         set_storage(net, storage)
     return getattr(net, "name", None) or type(net).__name__, net
+
+
+def _backward_without_input_grad(net, dy):
+    """net.backward(dy), telling a specref network that nobody reads the input's gradient."""
+    if getattr(net, "skips_input_grad", False):
+        net.backward(dy, input_grad=False)
+    else:
+        net.backward(dy)
 
 
 def _release_caches(net):

@@ -87,6 +87,8 @@ def col2im(cols, x_shape, kernel_size, before, after, flip):
 class Conv2d(Layer):
     """True 2-D convolution summed over input channels: weight (O, C, k, k), bias (O,)."""
 
+    skips_input_grad = True          # backward(dy, input_grad=False) sets grads, returns None
+
     def __init__(self, in_channels, out_channels, kernel_size, padding="same", bias=True,
                  dtype=np.float32, rng=None):
         super().__init__()
@@ -121,7 +123,8 @@ class Conv2d(Layer):
         self.keep("x", x)
         return y
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
+        """dx, with grads set; ``input_grad=False`` sets the grads only and returns None."""
         (B, C, M, N), x = self._need_cache("x_shape")[0], self.kept("x")
         xp = check_spatial(dy, "dy")
         k, O = self.kernel_size, self.out_channels
@@ -135,6 +138,8 @@ class Conv2d(Layer):
         self.grads["weight"] = (dY @ cols.T).reshape(self.params["weight"].shape)
         if "bias" in self.params:
             self.grads["bias"] = dy.sum(axis=(0, 2, 3))
+        if not input_grad:
+            return None
         if 2 * C < O:  # scatter the C k k rows back: cheaper than gathering O k k rows of dy
             dcols = self.params["weight"].reshape(O, C * k * k).T @ dY
             dx = col2im(dcols, (B, C, M, N), k, before, after, flip=True)

@@ -14,6 +14,8 @@ from .base import Layer
 class Sequential(Layer):
     """Layers applied in order; ``parameters()``/``gradients()`` by qualified name."""
 
+    skips_input_grad = True
+
     def __init__(self, layers):
         super().__init__()
         if isinstance(layers, Layer) or not hasattr(layers, "__iter__"):
@@ -28,10 +30,14 @@ class Sequential(Layer):
             x = layer.forward(x)
         return x
 
-    def backward(self, dy):
-        for layer in reversed(self.layers):
+    def backward(self, dy, input_grad=True):
+        """dx; with ``input_grad=False`` None, and a first layer that can skip its input gradient
+        (``skips_input_grad``: a convolution, or a Sequential) does (training discards it)."""
+        for i, layer in enumerate(reversed(self.layers)):
+            if i == len(self.layers) - 1 and not input_grad and getattr(layer, "skips_input_grad", False):
+                return layer.backward(dy, input_grad=False)
             dy = layer.backward(dy)
-        return dy
+        return None if not input_grad else dy
 
     def named_layers(self, prefix=""):
         """[(qualified name, layer)] for every leaf layer, nested Sequentials flattened."""

@@ -37,6 +37,8 @@ from .downsample import SpectralDownsample
 
 
 class SpectralConv2d(Layer):
+    skips_input_grad = True          # backward(dy, input_grad=False) sets grads, returns None
+
     def __init__(self, in_channels, out_channels, kernel_size, bias=True, stride=1,
                  dtype=np.float32, fft_norm=fft.DEFAULT_NORM, rng=None):
         super().__init__()
@@ -84,7 +86,9 @@ class SpectralConv2d(Layer):
         out = Spectrum(Y, size, norm)
         return self.downsample.forward(out) if self.downsample is not None else out
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
+        """dx (a Spectrum, or an array for a spatial input), with grads set; ``input_grad=False``
+        sets the grads only and returns None (a network's first layer: nobody reads dx)."""
         if self.downsample is not None:
             dy = self.downsample.backward(dy)
         size, norm, spatial_shape = self._need_cache("size", "norm", "spatial_shape")
@@ -93,26 +97,29 @@ class SpectralConv2d(Layer):
             X = fft.rfft2(X, size, norm)
         dY = dy.values
         xp = array_module(dY, X)
-        k = self.kernel_size
-        conj_kernels = fft.kernel_spectrum_frequency_major(self.params["weight"], size, conjugate=True,
-                                                           out=self._scratch("kernel_spectra", size, dY))
         dYf = _frequency_major(dY, xp)                                               # (F, B, O)
-        dX = _spectrum_view(batched_matmul(dYf, conj_kernels), size)                 # conj K (F, O, C)
-        dK = batched_matmul(dYf.transpose(0, 2, 1), xp.conj(_frequency_major(X, xp)),
+        conj_X = xp.conjugate(_frequency_major(X, xp), out=self._scratch("conj_input", size, dY, X.shape[:2]))
+        dK = batched_matmul(dYf.transpose(0, 2, 1), conj_X,
                             out=self._scratch("kernel_spectra_gradient", size, dY))          # (F, O, C)
-        dw = fft.kernel_spectrum_adjoint_frequency_major(dK, k, size)
+        dw = fft.kernel_spectrum_adjoint_frequency_major(dK, self.kernel_size, size)
         self.grads["weight"] = dw.astype(self.dtype, copy=False)
         if "bias" in self.params:
             dc = dY[:, :, 0, 0].real.sum(axis=0) * fft.dc_scale(size, norm)
             self.grads["bias"] = dc.astype(self.dtype)
+        if not input_grad:
+            return None
+        conj_kernels = fft.kernel_spectrum_frequency_major(self.params["weight"], size, conjugate=True,
+                                                           out=self._scratch("kernel_spectra", size, dY))
+        dX = _spectrum_view(batched_matmul(dYf, conj_kernels), size)                 # conj K (F, O, C)
         if spatial_shape is None:
             return Spectrum(dX, size, norm)
         return fft.rfft2_adjoint(dX, size, norm)[..., : spatial_shape[0], : spatial_shape[1]]
 
-    def _scratch(self, name, size, like):
-        """(F, O, C) complex scratch (:mod:`specref.workspace`): kernel spectra and their gradient
-        are as large as 31 MB a layer and live only inside one call."""
-        shape = (size[0] * fft.half_width(size[1]), self.out_channels, self.in_channels)
+    def _scratch(self, name, size, like, rows_cols=None):
+        """(F, O, C) complex scratch (:mod:`specref.workspace`), or (F, *rows_cols): kernel spectra
+        and their gradient are as large as 31 MB a layer and live only inside one call."""
+        rows_cols = rows_cols or (self.out_channels, self.in_channels)
+        shape = (size[0] * fft.half_width(size[1]), *rows_cols)
         return scratch(name, shape, fft.complex_dtype(self.dtype), like)
 
     def _check_dtype(self, dtype, name):

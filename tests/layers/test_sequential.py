@@ -136,3 +136,25 @@ def test_bad_layers_are_refused():
         Sequential([Tanh(), np.tanh])
     with pytest.raises(TypeError, match="layers must be a list of layers, got Tanh"):
         Sequential(Tanh())
+
+
+@pytest.mark.parametrize("first", ["spectral", "conv2d", "nested"])
+def test_backward_without_input_grad_sets_the_same_grads(first, rng):
+    """input_grad=False (what training asks for) skips the first layer's dx, nothing else."""
+    from specref import Conv2d, Dense, Flatten, SpectralConv2d, Tanh, ToSpatial
+
+    f64 = np.float64
+    if first == "conv2d":
+        head = [Conv2d(2, 3, 3, dtype=f64, rng=1), Tanh(), Flatten(), Dense(3 * 5 * 5, 4, dtype=f64, rng=2)]
+    else:
+        head = [SpectralConv2d(2, 3, 3, dtype=f64, rng=1), ToSpatial(), Flatten(), Dense(3 * 7 * 7, 4, dtype=f64, rng=2)]
+    layers = [Sequential(head[:2]), *head[2:]] if first == "nested" else head
+    net = Sequential(layers)
+    x, dy = rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((2, 4))
+    net.forward(x)
+    dx = net.backward(dy)
+    full = {k: g.copy() for k, g in net.gradients().items()}
+    net.forward(x)
+    assert dx is not None and net.backward(dy, input_grad=False) is None
+    for key, grad in net.gradients().items():
+        np.testing.assert_array_equal(grad, full[key])
