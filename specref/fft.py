@@ -115,28 +115,32 @@ def kernel_spectrum(kernels, size):
     return freq_major.reshape(-1, o * c).T.reshape(o, c, size[0], half_width(size[1]))
 
 
-def kernel_spectrum_frequency_major(kernels, size, conjugate=False, out=None):
+def kernel_spectrum_frequency_major(kernels, size, conjugate=False, out=None, order="OC"):
     """K as (P*H, O, C): K[f, o, c] = sum_t E[t, f] w[o, c, t] (t = (a, b) over the k x k taps),
-    or conj(K) with ``conjugate``, into ``out`` (C-contiguous (F, O*C) memory) when given. One product (:func:`specref.kernels.small_dft` on the host,
-    a matrix product on a GPU or without numba):
+    or conj(K) with ``conjugate``; ``order="CO"`` lays each K[f] out as (C, O) instead. Written
+    into ``out`` (C-contiguous memory of that shape) when given. One product
+    (:func:`specref.kernels.small_dft` on the host, a matrix product on a GPU or without numba):
 
-        K (F, O*C) = E^T (F, k*k) @ W^T,   W = w.reshape(O*C, k*k) (w's own memory, no copy)
+        K (F, O*C) = E^T (F, k*k) @ W^T,   W = w.reshape(O*C, k*k)
         E[(a, b), (p, h)] = exp(-2 pi i (p a / P + h b / Q))
 
-    For k*k << P*Q this costs far less than one FFT per kernel, lands frequency-major, and the
-    (O, C) order is w's: the forward product reads K[f] as its transpose (C, O) without a copy.
+    For k*k << P*Q this costs far less than one FFT per kernel and lands frequency-major, in the
+    layout each product reads without a transposed operand (BLAS ran those 20% slower here).
     """
     o, c, k, _ = kernels.shape
     dft = _kernel_dft(kernels, k, size, conjugate)                       # (F, k*k)
-    taps = kernels.reshape(o * c, k * k)                                 # (O*C, k*k)
-    flat = None if out is None else out.reshape(dft.shape[0], o * c)
+    taps = kernels.reshape(o, c, k * k)
+    if order == "CO":
+        taps = taps.transpose(1, 0, 2)                                   # a view: (C, O, k*k)
+    rows, cols = taps.shape[:2]
+    flat = None if out is None else out.reshape(dft.shape[0], rows * cols)
     spectra = small_dft(dft, taps, out=flat)                             # numba, host
     if spectra is None:
-        spectra = matmul(dft, taps.astype(dft.dtype).T)
+        spectra = matmul(dft, taps.reshape(rows * cols, k * k).astype(dft.dtype).T)
         if flat is not None:
             flat[...] = spectra
             spectra = flat
-    return spectra.reshape(-1, o, c)
+    return spectra.reshape(-1, rows, cols)
 
 
 def kernel_spectrum_adjoint(spectrum_grad, kernel_size, size):

@@ -128,18 +128,20 @@ def threshold_tanh_count(values, beta):
 
 
 def small_dft(dft, taps, out=None):
-    """K (F, N) complex = dft (F, T) @ taps.T for real ``taps`` (N, T): the spectra of N small
-    kernels of T taps each (T = k*k), written once (into ``out``, C-contiguous, when given), or
-    None where numba is off (the caller then runs the matrix product). Host arrays only. Measured against that product (complex64, the
-    kernel shapes of Spec-VGG-16 at batch 32): 29 ms against 47 ms for all 13 layers, since the
+    """K (F, A*B) complex, K[f, a*B + b] = sum_t dft[f, t] taps[a, b, t], for real ``taps``
+    (A, B, T) of any strides: the spectra of A*B small kernels of T taps each (T = k*k), in the
+    order (a, b) of the first two axes (so w (O, C, T) viewed as (C, O, T) gives K in (C, O)
+    order without a copy of w), written once (into ``out``, C-contiguous, when given), or None
+    where numba is off (the caller then runs the matrix product). Host arrays only. Against that
+    product (complex64, Spec-VGG-16's 13 layers at batch 32): 29 ms against 47 ms, since the
     product has only T = 9 terms to sum per output and spends its time packing operands."""
     fused = _numba()
     if fused is None or array_module(dft, taps) is not np:
         return None
-    taps = np.ascontiguousarray(taps)
+    count = taps.shape[0] * taps.shape[1]
     if out is None:
-        out = np.empty((dft.shape[0], taps.shape[0]), dtype=dft.dtype)
-    parallel_ranges(lambda lo, hi: fused.small_dft(dft, taps, lo, hi, out), taps.shape[0], 1 << 10)
+        out = np.empty((dft.shape[0], count), dtype=dft.dtype)
+    parallel_ranges(lambda lo, hi: fused.small_dft(dft, taps, lo, hi, out), count, 1 << 10)
     return out
 
 
@@ -244,14 +246,16 @@ def _compile_numba():
     chunk = 512      # kernels per block: the block's taps and one row of sums stay in L1
 
     @numba.njit(nogil=True, cache=True, fastmath={"contract"})
-    def small_dft_kernel(dft, taps, lo, hi, out):         # complex (F, T), real (N, T), complex (F, N)
+    def small_dft_kernel(dft, taps, lo, hi, out):     # complex (F, T), real (A, B, T), complex (F, A*B)
         frequencies, count = dft.shape
+        inner = taps.shape[1]
         block = np.empty((count, chunk), dtype=taps.dtype)
         for start in range(lo, hi, chunk):
             width = min(chunk, hi - start)
             for j in range(width):                          # the block's taps, tap-major
+                a, b = divmod(start + j, inner)
                 for t in range(count):
-                    block[t, j] = taps[start + j, t]
+                    block[t, j] = taps[a, b, t]
             for f in range(frequencies):
                 row = out[f, start:start + width]
                 e = dft[f, 0]

@@ -73,9 +73,10 @@ class SpectralConv2d(Layer):
         self._check_channels(X.shape[1])
         self._check_kernel_fits(size)
         xp = array_module(X, self.params["weight"])
-        kernels = fft.kernel_spectrum_frequency_major(self.params["weight"], size,
-                                                      out=self._scratch("kernel_spectra", size, X))  # (F, O, C)
-        Y = _spectrum_view(batched_matmul(_frequency_major(X, xp), kernels.transpose(0, 2, 1)), size)
+        kernels = fft.kernel_spectrum_frequency_major(
+            self.params["weight"], size, order="CO",
+            out=self._scratch("kernel_spectra", size, X, (self.in_channels, self.out_channels)))  # (F, C, O)
+        Y = _spectrum_view(batched_matmul(_frequency_major(X, xp), kernels), size)
         if "bias" in self.params:
             Y[:, :, 0, 0] += self.params["bias"] * fft.dc_scale(size, norm)
         self.cache = {"size": size, "norm": norm, "spatial_shape": spatial_shape}
