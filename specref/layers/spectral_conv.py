@@ -100,8 +100,9 @@ class SpectralConv2d(Layer):
         xp = array_module(dY, X)
         dYf = _frequency_major(dY, xp)                                               # (F, B, O)
         conj_X = xp.conjugate(_frequency_major(X, xp), out=self._scratch("conj_input", size, dY, X.shape[:2]))
+        # dK is dead once dw is made: the conj(K) below reuses its scratch (one buffer, not two)
         dK = batched_matmul(dYf.transpose(0, 2, 1), conj_X,
-                            out=self._scratch("kernel_spectra_gradient", size, dY))          # (F, O, C)
+                            out=self._scratch("kernel_spectra", size, dY))                   # (F, O, C)
         dw = fft.kernel_spectrum_adjoint_frequency_major(dK, self.kernel_size, size)
         self.grads["weight"] = dw.astype(self.dtype, copy=False)
         if "bias" in self.params:
