@@ -87,13 +87,26 @@ def test_kernel_spectrum_is_unnormalized_rfft2_and_its_adjoint(size, rng, kernel
     assert lhs == pytest.approx(rhs, rel=1e-10)
 
 
+@pytest.mark.parametrize("k", [3, 2, 5])               # 3: the numba kernels spelled out for 9 taps
 @pytest.mark.parametrize("conjugate", [False, True])
-def test_kernel_spectrum_in_float32_over_many_kernels(conjugate, rng, kernel_spectrum_path):
-    """More kernels than one block of the numba kernel, complex64 out, frequency-major."""
-    w = rng.standard_normal((37, 29, 3, 3)).astype(np.float32)    # 1,073 kernels: 3 blocks of 512
+@pytest.mark.parametrize("order", ["OC", "CO"])
+def test_kernel_spectrum_in_float32_over_many_kernels(k, conjugate, order, rng, kernel_spectrum_path):
+    """More kernels than one block of the numba kernel, complex64 out, frequency-major, in both
+    channel orders; and the adjoint over as many kernels."""
+    w = rng.standard_normal((37, 29, k, k)).astype(np.float32)    # 1,073 kernels: 3 blocks of 512
     size = (9, 10)
-    got = fft.kernel_spectrum_frequency_major(w, size, conjugate=conjugate)
-    assert got.dtype == np.complex64 and got.shape == (9 * 6, 37, 29)
+    got = fft.kernel_spectrum_frequency_major(w, size, conjugate=conjugate, order=order)
+    assert got.dtype == np.complex64
     expected = np.fft.rfft2(w.astype(np.float64), s=size).reshape(37, 29, -1).transpose(2, 0, 1)
     expected = expected.conj() if conjugate else expected
+    expected = expected.transpose(0, 2, 1) if order == "CO" else expected
+    assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    g = (rng.standard_normal(expected.shape) + 1j * rng.standard_normal(expected.shape)).astype(np.complex64)
+    g = g.transpose(0, 2, 1) if order == "CO" else g                # the adjoint takes (F, O, C)
+    dw = fft.kernel_spectrum_adjoint_frequency_major(g, k, size)
+    taps = np.arange(k)
+    dft = np.exp(-2j * np.pi * (np.arange(9)[:, None, None, None] * taps[:, None] / 9
+                                + np.arange(6)[None, :, None, None] * taps / 10)).reshape(-1, k, k)
+    np.testing.assert_allclose(dw, np.einsum("fab,foc->ocab", dft.conj(), g.astype(np.complex128)).real,
+                               rtol=1e-4, atol=1e-3)
