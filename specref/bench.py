@@ -329,12 +329,40 @@ def kernels(args):
                   **both("where_nonzero", lambda: k.where_nonzero(dz, z)),
                   "split_tanh (NumPy tanh over the pool)": lambda: k.split_tanh(y),
                   "threshold backward as dY * pattern (before where_nonzero)": lambda: dz * (z != 0)}
+    spectra, adjoints = _kernel_spectrum_cases(rng)
+    candidates.update(both("kernel spectra, Spec-VGG-16's 13 layers", spectra))
+    candidates.update(both("their adjoint, Spec-VGG-16's 13 layers", adjoints))
     medians = _time_round_robin(candidates, lambda: None, args.repeats or 30, args.warmup or 3)
-    print(f"round-robin medians, {(b, c, p, h)} complex64 frequency-major, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.2f}:")
+    print(f"round-robin medians, {(b, c, p, h)} complex64 frequency-major (kernel spectra: float32 "
+          f"3 x 3 kernels), {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}:")
     for name, ms in medians.items():
         print(f"  {name:58s} {ms:7.2f} ms")
     return 0
+
+
+def _kernel_spectrum_cases(rng):
+    """(all kernel spectra, all their adjoints) of Spec-VGG-16's 13 convolutions at 32 x 32 input."""
+    from . import fft
+    from .nets.vgg import CONFIGS
+
+    layers, channels, size = [], 3, 34
+    for item in CONFIGS[16]:
+        if item == "M":
+            size = (size + 1) // 2
+            continue
+        w = rng.standard_normal((item, channels, 3, 3)).astype(np.float32)
+        g = rng.standard_normal((size * (size // 2 + 1), item, channels)).astype(np.complex64)
+        layers.append((w, g, (size, size)))
+        channels = item
+
+    def spectra():
+        for w, _, size in layers:
+            fft.kernel_spectrum_frequency_major(w, size)
+
+    def adjoints():
+        for _, g, size in layers:
+            fft.kernel_spectrum_adjoint_frequency_major(g, 3, size)
+    return spectra, adjoints
 
 
 # --- shared -----------------------------------------------------------------------------------

@@ -132,9 +132,9 @@ def small_dft(dft, taps, out=None):
     (A, B, T) of any strides: the spectra of A*B small kernels of T taps each (T = k*k), in the
     order (a, b) of the first two axes (so w (O, C, T) viewed as (C, O, T) gives K in (C, O)
     order without a copy of w), written once (into ``out``, C-contiguous, when given), or None
-    where numba is off (the caller then runs the matrix product). Host arrays only. Against that
-    product (complex64, Spec-VGG-16's 13 layers at batch 32): 12 ms against 47 ms, since the
-    product has only T = 9 terms to sum per output and spends its time packing operands."""
+    where numba is off (the caller then runs the matrix product). Host arrays only. The product
+    has only T = 9 terms to sum per output and spends its time packing operands: for the 13
+    layers of Spec-VGG-16 this took 14 ms against its 40 (``specref bench kernels``)."""
     fused = _numba()
     if fused is None or array_module(dft, taps) is not np:
         return None
@@ -166,7 +166,8 @@ def sgd_momentum(param, grad, velocity, lr, momentum, weight_decay):
 def small_dft_adjoint(conj_dft, grad):
     """dw (N, T) real = Re(grad.T @ conj_dft) for complex grad (F, N) and conj_dft (F, T): the
     adjoint of :func:`small_dft` (given conj(E)), reading grad once and writing dw in w's own
-    layout; None where numba is off. 17 ms against the matrix product's 33 ms (13 layers)."""
+    layout; None where numba is off (23 ms against the matrix product's 46 for Spec-VGG-16's
+    13 layers, ``specref bench kernels``)."""
     fused = _numba()
     if fused is None or array_module(conj_dft, grad) is not np:
         return None
@@ -216,8 +217,8 @@ def _compile_numba():
     import numba
 
     # Serial kernels without the GIL, each run on ranges split over specref.batched's thread
-    # pool: numba's own parallel regions spin-wait at their barrier, which collapsed when another
-    # process shared the 2 cores (1.8 s against NumPy's 1.3 s per Spec-VGG-16 step).
+    # pool: numba's own parallel regions spin-wait at their barrier, and a Spec-VGG-16 step built
+    # on them ran slower than plain NumPy whenever another process shared the 2 cores.
     jit = numba.njit(nogil=True, cache=True)
 
     @jit
@@ -297,8 +298,8 @@ def _compile_numba():
                     out[start + j, t] = sums[t, j]
 
     # 3 x 3 kernels (T = 9), the common case, spelled out: all nine taps sum in registers and each
-    # output is stored once (the loops above re-read and re-store the block row once per tap):
-    # 12 ms against 27 ms for Spec-VGG-16's kernel spectra, 17 against 29 for their adjoint.
+    # output is stored once (the loops above re-read and re-store the block row once per tap,
+    # which made them about twice as slow as these).
     @numba.njit(nogil=True, cache=True, fastmath={"contract"})
     def small_dft_9_kernel(dft, taps, lo, hi, out):
         frequencies, inner = dft.shape[0], taps.shape[1]
