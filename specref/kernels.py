@@ -134,7 +134,7 @@ def small_dft(dft, taps, out=None):
     order without a copy of w), written once (into ``out``, C-contiguous, when given), or None
     where numba is off (the caller then runs the matrix product). Host arrays only. The product
     has only T = 9 terms to sum per output and spends its time packing operands: for the 13
-    layers of Spec-VGG-16 this took 14 ms against its 40 (``specref bench kernels``)."""
+    layers of Spec-VGG-16 this took 24 ms against its 67 (``specref bench kernels``)."""
     fused = _numba()
     if fused is None or array_module(dft, taps) is not np:
         return None
@@ -166,7 +166,7 @@ def sgd_momentum(param, grad, velocity, lr, momentum, weight_decay):
 def small_dft_adjoint(conj_dft, grad):
     """dw (N, T) real = Re(grad.T @ conj_dft) for complex grad (F, N) and conj_dft (F, T): the
     adjoint of :func:`small_dft` (given conj(E)), reading grad once and writing dw in w's own
-    layout; None where numba is off (23 ms against the matrix product's 46 for Spec-VGG-16's
+    layout; None where numba is off (32 ms against the matrix product's 73 for Spec-VGG-16's
     13 layers, ``specref bench kernels``)."""
     fused = _numba()
     if fused is None or array_module(conj_dft, grad) is not np:
