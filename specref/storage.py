@@ -164,29 +164,46 @@ class _ValueStore:
 
 
 class CSRStored(Stored):
+    """CSR arrays computed with plain array operations, the same on NumPy and CuPy: the non-zero
+    mask, ``indptr`` as the cumulative sum of its row counts, ``indices`` from ``nonzero``. No
+    dense-to-sparse conversion runs (cuSPARSE's drops purely imaginary complex values, cupy issue
+    7035); :meth:`matrix` wraps the arrays as they are in a scipy / cupyx ``csr_matrix`` and
+    :meth:`decode` scatters the values back without one. The one host read is the non-zero count
+    (``nonzero``'s output size)."""
+
     def __init__(self, flat, shape, value_kind):
         xp = array_module(flat)
-        sparse = _sparse_module(xp)
-        matrix = sparse.csr_matrix(flat)
+        mask = flat != 0
         self.shape, self.dtype, self.rows = shape, flat.dtype, flat.shape[0]
         self.width = flat.shape[1]
-        self.indices, self.indptr = matrix.indices, matrix.indptr
-        rows_of = _rows_from_indptr(self.indptr, xp) if value_kind == "int8" else None
-        self.values = _ValueStore(matrix.data, rows_of, self.rows, value_kind)
+        index = _index_dtype(flat.size)
+        self.indptr = xp.zeros(self.rows + 1, dtype=index)
+        xp.cumsum(mask.sum(axis=1, dtype=index), dtype=index, out=self.indptr[1:])
+        rows_of, columns = xp.nonzero(mask)
+        self.indices = columns.astype(_index_dtype(self.width))
+        self.values = _ValueStore(flat[rows_of, columns], rows_of, self.rows, value_kind)
 
-    def _matrix(self):
+    def _rows_of(self):
+        return _rows_from_indptr(self.indptr, self.indices.size, array_module(self.indices))
+
+    def matrix(self):
+        """The map as a (B*C, rest) ``scipy.sparse`` / ``cupyx.scipy.sparse`` CSR matrix over the
+        held arrays (values restored when a value codec is on)."""
         xp = array_module(self.indices)
-        rows_of = _rows_from_indptr(self.indptr, xp) if self.values.kind == "int8" else None
-        data = self.values.restore(rows_of)
+        data = self.values.restore(self._rows_of() if self.values.kind == "int8" else None)
         return _sparse_module(xp).csr_matrix((data, self.indices, self.indptr), shape=(self.rows, self.width))
 
     def decode(self):
-        return self._matrix().toarray().reshape(self.shape)
+        xp = array_module(self.indices)
+        rows_of = self._rows_of()
+        out = xp.zeros((self.rows, self.width), dtype=self.dtype)
+        out[rows_of, self.indices] = self.values.restore(rows_of if self.values.kind == "int8" else None)
+        return out.reshape(self.shape)
 
     def pattern(self):
         xp = array_module(self.indices)
         mask = xp.zeros((self.rows, self.width), dtype=bool)
-        mask[_rows_from_indptr(self.indptr, xp), self.indices] = True
+        mask[self._rows_of(), self.indices] = True
         return mask.reshape(self.shape)
 
     @property
@@ -280,9 +297,15 @@ def _as_pairs(values, xp):
     return values[:, None]
 
 
-def _rows_from_indptr(indptr, xp):
-    counts = xp.diff(indptr)
-    return xp.repeat(xp.arange(counts.size), counts.tolist() if xp is not np else counts)
+def _rows_from_indptr(indptr, nonzeros, xp):
+    """The row of each of the ``nonzeros`` stored values: where its position falls in ``indptr``
+    (a search, no per-row repeat counts read back to the host)."""
+    return xp.searchsorted(indptr, xp.arange(nonzeros, dtype=indptr.dtype), side="right") - 1
+
+
+def _index_dtype(largest):
+    """int32 (scipy's and cuSPARSE's index type: 4 bytes per index) where ``largest`` fits."""
+    return np.int32 if largest < np.iinfo(np.int32).max else np.int64
 
 
 def _scatter_max(target, index, values, xp):

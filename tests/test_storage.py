@@ -138,3 +138,27 @@ def test_bytes_per_entry_match_the_design_notes():
 def test_unknown_codec_names_are_refused(bad):
     with pytest.raises(ValueError, match="unknown storage"):
         get_codec(bad)
+
+
+@pytest.mark.parametrize("kind", ["imaginary", "real", "mixed"])
+@pytest.mark.parametrize("name", ["csr", "csr-fp16", "csr-int8"])
+def test_csr_keeps_purely_imaginary_and_purely_real_entries(xp, name, kind):
+    """The CSR arrays come from the mask, not a dense-to-sparse conversion (cuSPARSE's drops
+    purely imaginary values): the count, the pattern, the decoded map and the wrapped
+    csr_matrix all keep every such entry, and row pointers and indices are int32."""
+    rng = np.random.default_rng(7)
+    real, imag = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((2, 3, 4, 5))
+    parts = {"imaginary": 1j * imag, "real": real + 0j, "mixed": np.where(real > 0, real + 0j, 1j * imag)}
+    array = np.where(rng.random((2, 3, 4, 5)) < 0.4, parts[kind], 0).astype(np.complex64)
+    array[1, 2] = 0                       # an empty row
+    stored = get_codec(name).encode(xp.asarray(array))
+    assert stored.nonzeros == np.count_nonzero(array)
+    np.testing.assert_array_equal(to_numpy(stored.pattern()), array != 0)
+    atol = 0 if name == "csr" else 2e-2
+    np.testing.assert_allclose(to_numpy(stored.decode()), array, rtol=1e-3 if atol else 0, atol=atol)
+    matrix = stored.matrix()
+    assert matrix.nnz == np.count_nonzero(array)
+    np.testing.assert_allclose(to_numpy(matrix.toarray()), array.reshape(6, 20), rtol=1e-3 if atol else 0,
+                               atol=atol)
+    assert stored.indptr.dtype == np.int32 and stored.indices.dtype == np.int32
+    np.testing.assert_array_equal(to_numpy(stored.indptr), np.r_[0, np.cumsum((array != 0).reshape(6, -1).sum(1))])
