@@ -92,7 +92,9 @@ def split_tanh_backward(grad, out, mask_zeros=False):
         return _gpu().split_tanh_backward(grad, out, mask_zeros)
     grad, dx, dx_flat, grad_flat, z_flat = _pair_layout(grad, out)
     fused = _numba()
-    if fused:
+    if z_flat is None:                     # Z laid out otherwise (decoded by a sparse codec)
+        _backward_strided(grad, out, mask_zeros, dx)
+    elif fused:
         one, mask_zeros = _real(grad).type(1), bool(mask_zeros)
         parallel_ranges(lambda lo, hi: fused.backward(
             grad_flat[lo:hi], z_flat[lo:hi], one, mask_zeros, dx_flat[lo:hi]), grad_flat.size)
@@ -109,7 +111,9 @@ def where_nonzero(grad, kept):
         return xp.where(kept != 0, grad, xp.zeros((), grad.dtype))
     grad, dx, dx_flat, grad_flat, kept_flat = _pair_layout(grad, kept)
     fused = _numba()
-    if fused and kept_flat.dtype == grad_flat.dtype:
+    if kept_flat is None:
+        np.multiply(grad, kept != 0, out=dx)
+    elif fused and kept_flat.dtype == grad_flat.dtype:
         parallel_ranges(lambda lo, hi: fused.where_nonzero(
             grad_flat[lo:hi], kept_flat[lo:hi], dx_flat[lo:hi]), grad_flat.size)
     else:
@@ -365,13 +369,27 @@ def _compile_numba():
 # --- layout helpers ---------------------------------------------------------------------------
 def _pair_layout(grad, other):
     """(grad, dx, dx_flat, grad_flat, other_flat): a new dx laid out like grad, and flat views
-    of all three in one memory order (``other`` copied into it when laid out otherwise)."""
+    of all three in one memory order; other_flat is None when ``other`` is laid out otherwise
+    (a copy of it into grad's order would be one more full map at the step's peak)."""
     order = _memory_order(grad)
     if order is None:
         grad, order = np.ascontiguousarray(grad), tuple(range(grad.ndim))
     dx, dx_flat = _empty_in_order(grad.shape, grad.dtype, order)
-    other_flat = np.ascontiguousarray(other.transpose(order)).reshape(-1)   # a view when alike
+    arranged = other.transpose(order)
+    other_flat = arranged.reshape(-1) if arranged.flags.c_contiguous else None
     return grad, dx, dx_flat, _flat(grad, order), other_flat
+
+
+def _backward_strided(grad, out, mask_zeros, dx):
+    """The backward formula through the arrays' real and imaginary views, whatever their
+    layouts (NumPy iterates them in place, with no full-size copy)."""
+    for part in ("real", "imag"):
+        d, z, g = getattr(dx, part), getattr(out, part), getattr(grad, part)
+        np.multiply(z, z, out=d)
+        np.subtract(1, d, out=d)
+        np.multiply(g, d, out=d)
+    if mask_zeros:
+        np.copyto(dx, 0, where=(out == 0))
 
 
 def _memory_order(a):
