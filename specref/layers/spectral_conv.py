@@ -20,6 +20,9 @@ so is the spectrum of a spatial input: the real M x N map is kept, not its large
 (M+k-1) x (N+k-1)/2 complex spectrum.
 Outputs are (B, C, P, H) views of frequency-major memory (P, H, B, C): the per-frequency
 products then need no transposes, and elementwise layers after this one keep that layout.
+K is built in the layout each product reads ((F, C, O) forward, conj K as (F, O, C) backward) in
+one scratch buffer (:mod:`specref.workspace`); backward makes dK and dw first, then conj K and
+dX in the same buffer, and skips those two with ``input_grad=False`` (a network's first layer).
 stride s > 1 is stride-1 convolution followed by SpectralDownsample(s, "alias").
 """
 from __future__ import annotations
