@@ -77,6 +77,8 @@ class Backend:
         if name not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
         self.name = name
+        # On the host a value is read back for free; on a device only at logging points.
+        self.on_host = name == "numpy"
         if name == "cupy":
             self.xp = _import_cupy()
         else:

@@ -51,7 +51,7 @@ from .backend import BACKENDS, Backend
 from .checkpoint import load_checkpoint, remove_if_present, save_checkpoint, write_text_atomic
 from .checks import check_number
 from .guards import FiniteGuard, SparsityCheck, SparsityWarning, TrainingDiverged  # noqa: F401 (public)
-from .layers.loss import SoftmaxCrossEntropy
+from .layers.loss import SoftmaxCrossEntropy, check_labels
 from .memory import RunRecord, storage_name
 from .optim import SGD, lr_at
 from .storage import set_storage
@@ -100,7 +100,7 @@ def train(net, data, *, backend="numpy", epochs, batch_size=128, lr=0.02, moment
               lr_halve_every=lr_halve_every, weight_decay=weight_decay, seed=seed,
               max_steps=max_steps, backend=backend, resume=resume, out=out, memory_every=memory_every,
               init=init)
-    backend = Backend(backend)
+    backend = backend if isinstance(backend, Backend) else Backend(backend)
     data = _resolve_data(data)
     net_name, net = _resolve_net(net, data, beta, seed, storage)
     backend.move(net)
@@ -154,7 +154,7 @@ class _Loop:
         self.net, self.criterion, self.optimizer, self.data = net, criterion, optimizer, data
         self.backend, self.xp, self.dtype, self.rng = backend, backend.xp, dtype, rng
         self.batch_size, self.max_steps, self.progress = batch_size, max_steps, progress
-        self.on_host = backend.name == "numpy"
+        self.on_host = backend.on_host
         self.step_seconds = []
         self.memory = memory
         self.sparsity = SparsityCheck(net)
@@ -175,7 +175,8 @@ class _Loop:
 
     def _epoch(self, epoch, steps, guard, bar):
         xp, net = self.xp, self.net
-        loss_sum, correct, seen = xp.zeros((), xp.float64), xp.zeros((), xp.int64), 0
+        totals = {"loss": xp.zeros((), xp.float64), "correct": xp.zeros((), xp.int64)}
+        seen = 0
         net.train()
         first_timing = len(self.step_seconds)
         started = time.perf_counter()
@@ -189,14 +190,7 @@ class _Loop:
                 self.backend.synchronize()
                 t0 = time.perf_counter()
             with self.memory.window(step) as window:
-                x, y = self.backend.asarray(x, dtype=self.dtype), self.backend.asarray(y)
-                logits = net.forward(x)
-                self.memory.after_forward(net)
-                loss = self.criterion.forward(logits, y)
-                _backward_without_input_grad(net, self.criterion.backward())
-                grads = net.gradients()
-                guard.update(epoch, step, loss, grads)
-                self.optimizer.step(grads)
+                self.step(epoch, step, x, y, guard, totals)
             self.memory.after_step(net, window)
             if checked:
                 found = self.sparsity.check(net, epoch)
@@ -204,13 +198,12 @@ class _Loop:
             if timed:
                 self.backend.synchronize()
                 self.step_seconds.append(time.perf_counter() - t0)
-            loss_sum += xp.asarray(loss, dtype=xp.float64) * len(y)
-            correct += (xp.argmax(logits, axis=1) == y).sum()
             seen += len(y)
             bar.update(1)
             if self.on_host or step % DEVICE_LOG_EVERY == 0:
                 guard.check()
-                bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{float(correct) / seen:.3f}",
+                bar.set_postfix(loss=f"{float(totals['loss']) / seen:.4f}",
+                                acc=f"{float(totals['correct']) / seen:.3f}",
                                 ex_s=f"{seen / (time.perf_counter() - started):.0f}", refresh=False)
             if step == steps:
                 break
@@ -218,7 +211,8 @@ class _Loop:
         train_seconds = time.perf_counter() - started
         test_loss, test_accuracy = self.evaluate()
         entry = {
-            "epoch": epoch, "train_loss": float(loss_sum) / seen, "train_accuracy": float(correct) / seen,
+            "epoch": epoch, "train_loss": float(totals["loss"]) / seen,
+            "train_accuracy": float(totals["correct"]) / seen,
             "test_loss": test_loss, "test_accuracy": test_accuracy,
             "seconds": time.perf_counter() - started, "examples_per_second": seen / train_seconds,
             "train_seconds": train_seconds, "lr": self.optimizer.lr, "steps": step,
@@ -229,6 +223,26 @@ class _Loop:
                         test_acc=f"{test_accuracy:.3f}", ex_s=f"{entry['examples_per_second']:.0f}")
         return entry
 
+    def step(self, epoch, step, x, y, guard, totals):
+        """One training step on the host batch (x, y), its loss and correct count added to
+        ``totals`` (0-d arrays on the backend's device).
+
+        Nothing here reads a device value back: the labels are checked on the host before they
+        are moved, and the finiteness flags stay on the device until ``guard.check()``.
+        """
+        x = self.backend.asarray(x, dtype=self.dtype)
+        logits = self.net.forward(x)
+        check_labels(y, logits.shape[1])
+        y = self.backend.asarray(y)
+        self.memory.after_forward(self.net)
+        loss = self.criterion.forward(logits, y)
+        _backward_without_input_grad(self.net, self.criterion.backward())
+        grads = self.net.gradients()
+        guard.update(epoch, step, loss, grads)
+        self.optimizer.step(grads)
+        totals["loss"] += self.xp.asarray(loss, dtype=self.xp.float64) * len(y)
+        totals["correct"] += (logits.argmax(axis=1) == y).sum()
+
     def evaluate(self):
         """Mean loss and accuracy over the test split, in eval mode."""
         xp, net = self.xp, self.net
@@ -236,8 +250,9 @@ class _Loop:
         net.eval()
         try:
             for x, y in self.data.batches("test", self.batch_size, shuffle=False, augment=False):
-                x, y = self.backend.asarray(x, dtype=self.dtype), self.backend.asarray(y)
-                logits = net.forward(x)
+                logits = net.forward(self.backend.asarray(x, dtype=self.dtype))
+                check_labels(y, logits.shape[1])
+                y = self.backend.asarray(y)
                 loss_sum += xp.asarray(self.criterion.forward(logits, y), dtype=xp.float64) * len(y)
                 correct += (xp.argmax(logits, axis=1) == y).sum()
                 seen += len(y)

@@ -12,6 +12,8 @@ Adjoint (backward), for an upstream scalar dL (1 by default):
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..backend import array_module
 from .base import Layer, check_spatial
 
@@ -28,12 +30,23 @@ def _check_logits_labels(logits, labels):
         raise ValueError(f"labels must have one entry per row of logits ({B}), got {labels.shape[0]}")
     if B == 0:
         raise ValueError(f"logits must hold at least one row, got shape {tuple(logits.shape)}")
-    # A host sync per call, worth it: a label out of range would silently index another class.
-    low, high = int(labels.min()), int(labels.max())
-    if low < 0 or high >= K:
-        raise ValueError(f"labels must lie in [0, {K}) for {K} classes (logits.shape[1]), "
-                         f"got values in [{low}, {high}]")
+    if type(labels) is np.ndarray:      # free on the host; on a device it would be two syncs a step
+        check_labels(labels, K)
     return xp
+
+
+def check_labels(labels, num_classes):
+    """ValueError unless every entry of the host array ``labels`` lies in [0, num_classes).
+
+    A label out of range would silently index another class. Labels on a device are not checked
+    by the loss (reading their range back is a sync every step): check them here on the host
+    before moving them, as :func:`specref.train` does with every batch.
+    """
+    if labels.size:
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= num_classes:
+            raise ValueError(f"labels must lie in [0, {num_classes}) for {num_classes} classes "
+                             f"(logits.shape[1]), got values in [{low}, {high}]")
 
 
 def _describe(x):

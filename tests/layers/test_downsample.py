@@ -82,3 +82,19 @@ def test_bad_arguments():
         SpectralDownsample(2, prefilter="gauss")
     with pytest.raises(TypeError, match="must be a Spectrum"):
         SpectralDownsample(2).forward(np.ones((1, 1, 4, 4)))
+
+
+def test_resampling_plan_is_built_once_per_size():
+    """Forward, backward and the recomputation from a kept map reuse one cached plan of block
+    copies (no resampling matrices rebuilt and copied to the device on every call)."""
+    from specref.layers.downsample import _plan
+
+    layer = SpectralDownsample(2, "alias")
+    x = Spectrum.from_spatial(np.random.default_rng(0).standard_normal((2, 3, 14, 10)), norm="ortho")
+    layer.forward(x)
+    layer.backward(layer.forward(x))
+    before = _plan.cache_info()
+    for _ in range(3):
+        layer.backward(layer.forward(x))
+    after = _plan.cache_info()
+    assert after.misses == before.misses and after.hits >= before.hits + 6
