@@ -191,6 +191,7 @@ def test_without_numba_the_numpy_path_runs_and_says_so(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "numba", None)          # `import numba` raises ImportError
+    monkeypatch.delitem(sys.modules, "specref.numba_kernels", raising=False)   # imported afresh
     monkeypatch.setattr(kernels, "_numba_kernels", None)
     with pytest.warns(RuntimeWarning, match="numba is unavailable"):
         assert kernels._numba() is None
