@@ -1,7 +1,8 @@
 """Shared test setup: Hypothesis profiles and the ``xp`` fixture.
 
 Hypothesis runs the deterministic profile "ci" by default (derandomized, so every run tests the
-same examples); ``SPECREF_HYPOTHESIS=random`` draws fresh examples, ``=thorough`` draws more.
+same examples); ``SPECREF_HYPOTHESIS=random`` draws fresh examples, ``=thorough`` draws more,
+``=gpu-check`` fewer (what validation/gpu_check.py runs).
 The ``xp`` fixture runs a test body on NumPy, and on CuPy where CuPy and a GPU are present.
 """
 import os
@@ -15,6 +16,9 @@ settings.register_profile("ci", derandomize=True, deadline=None, max_examples=30
 settings.register_profile("random", deadline=None, max_examples=30,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", deadline=None, max_examples=300,
+                          suppress_health_check=[HealthCheck.too_slow])
+# validation/gpu_check.py's first device run: every kernel compiles on first use, so fewer examples.
+settings.register_profile("gpu-check", derandomize=True, deadline=None, max_examples=8,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("SPECREF_HYPOTHESIS", "ci"))
 

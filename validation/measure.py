@@ -54,15 +54,27 @@ def timer(kind, synchronize, cupy=None, torch=None):
     return measure
 
 
-def round_robin(candidates, warmup, repeats):
-    """{name: [ms per timed round]} for ``candidates`` {name: (run, measure)}."""
+def round_robin(candidates, warmup, repeats, errors=None):
+    """{name: [ms per timed round]} for ``candidates`` {name: (run, measure)}.
+
+    With an ``errors`` dict, a candidate that raises is recorded there ("Type: message") and left
+    out of the later rounds and of the result; the others go on. Without one, the error propagates.
+    """
     times = {name: [] for name in candidates}
     for round_ in range(warmup + repeats):
         for name, (run, measure) in candidates.items():
-            elapsed = measure(run)
+            if errors is not None and name in errors:
+                continue
+            try:
+                elapsed = measure(run)
+            except Exception as exc:
+                if errors is None:
+                    raise
+                errors[name] = f"{type(exc).__name__}: {exc}"
+                continue
             if round_ >= warmup:
                 times[name].append(elapsed)
-    return times
+    return {name: t for name, t in times.items() if errors is None or name not in errors}
 
 
 def summary(times):
@@ -146,10 +158,15 @@ def machine_info(cupy=None, torch=None, torch_device="cpu"):
                     gpu_memory_bytes=int(props["totalGlobalMem"]),
                     cuda_runtime=runtime.runtimeGetVersion(), cuda_driver=runtime.driverGetVersion())
     if torch is not None:
-        info.update(torch=torch.__version__, torch_device=torch_device,
-                    cudnn=torch.backends.cudnn.version() if torch_device == "cuda" else None,
-                    cudnn_allow_tf32=bool(torch.backends.cudnn.allow_tf32),
-                    matmul_allow_tf32=bool(torch.backends.cuda.matmul.allow_tf32))
+        info.update(torch=torch.__version__, torch_device=torch_device)
+        getters = {"cudnn": lambda: torch.backends.cudnn.version() if torch_device == "cuda" else None,
+                   "cudnn_allow_tf32": lambda: bool(torch.backends.cudnn.allow_tf32),
+                   "matmul_allow_tf32": lambda: bool(torch.backends.cuda.matmul.allow_tf32)}
+        for key, get in getters.items():      # each on its own: a getter may raise on a new release
+            try:
+                info[key] = get()
+            except Exception as exc:
+                info[key] = f"unavailable: {type(exc).__name__}: {exc}"
     return info
 
 
