@@ -190,10 +190,19 @@ def _apply_blocks(X, plan, scale, out_shape, adjoint):
     return out.transpose(2, 3, 0, 1)
 
 
+_BOX_RESPONSES = {}
+
+
 def _box_response(size, factor, xp, dtype):
-    """D[nu, mu] = d_P(nu) d_Q(mu), d_n(nu) = mean over a < f of exp(+2 pi i nu a / n)."""
-    p, q = size
-    a = np.arange(factor)
-    rows = np.exp(2j * np.pi * np.outer(np.arange(p), a) / p).mean(axis=1)
-    cols = np.exp(2j * np.pi * np.outer(np.arange(fft.half_width(q)), a) / q).mean(axis=1)
-    return xp.asarray(np.outer(rows, cols), dtype=dtype)
+    """D[nu, mu] = d_P(nu) d_Q(mu), d_n(nu) = mean over a < f of exp(+2 pi i nu a / n); built
+    once per size, factor, device and dtype (forward, backward and every recomputation of a
+    kept output use it)."""
+    device = getattr(getattr(xp, "cuda", None), "Device", lambda: None)()
+    key = (tuple(size), factor, xp.__name__, np.dtype(dtype).str, getattr(device, "id", None))
+    if key not in _BOX_RESPONSES:
+        p, q = size
+        a = np.arange(factor)
+        rows = np.exp(2j * np.pi * np.outer(np.arange(p), a) / p).mean(axis=1)
+        cols = np.exp(2j * np.pi * np.outer(np.arange(fft.half_width(q)), a) / q).mean(axis=1)
+        _BOX_RESPONSES[key] = xp.asarray(np.outer(rows, cols), dtype=dtype)
+    return _BOX_RESPONSES[key]

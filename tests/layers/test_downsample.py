@@ -98,3 +98,18 @@ def test_resampling_plan_is_built_once_per_size():
         layer.backward(layer.forward(x))
     after = _plan.cache_info()
     assert after.misses == before.misses and after.hits >= before.hits + 6
+
+
+def test_box_response_is_built_once_per_size():
+    """The box prefilter's transfer function is cached like the plan (Spec-DenseNet pools with
+    it), and the cached array is the one the layer multiplies by."""
+    from specref.layers import downsample
+
+    layer = SpectralDownsample(2, "alias", prefilter="box")
+    x = Spectrum.from_spatial(np.random.default_rng(1).standard_normal((2, 3, 12, 8)), norm="ortho")
+    layer.backward(layer.forward(x))
+    cached = dict(downsample._BOX_RESPONSES)
+    for _ in range(3):
+        layer.backward(layer.forward(x))
+    assert downsample._BOX_RESPONSES.keys() == cached.keys()
+    assert all(downsample._BOX_RESPONSES[k] is v for k, v in cached.items())
