@@ -1,10 +1,12 @@
-"""The ``specref`` command line: train, compare, memory, plot and bench.
+"""The ``specref`` command line: train, compare, memory, plot, bench and validate.
 
     specref train --net spec-lenet --data digits --epochs 10 --out runs/x [--resume]
     specref compare --net lenet --data digits          # spatial vs Spec form, side by side
     specref plot runs/compare/lenet runs/compare/spec-lenet
     specref memory --net spec-vgg16 --beta 0.5 --batch 128 --storage csr --json
     specref bench step --net spec-vgg16 --batch 32     # specref.bench
+    specref validate export --net spec-lenet --out golden.npz   # specref.golden
+    specref validate compare golden.npz candidate.npz [--json]
 
 Every subcommand returns 0 on success, 1 on a user error (bad file, bad value, divergence; the
 message goes to stderr without a traceback) and 2 on a usage error.
@@ -20,7 +22,7 @@ import warnings
 import numpy as np
 from tqdm import tqdm
 
-from . import bench, memory, nets
+from . import bench, golden, golden_compare, memory, nets
 from .backend import Backend, array_module, to_numpy
 from .checkpoint import load_weights
 from .data import DataError
@@ -107,6 +109,10 @@ def _parser():
     bench_parser = sub.add_parser("bench", help="benchmarks (specref.bench)")
     bench.add_arguments(bench_parser.add_subparsers(dest="bench_command", metavar="BENCH", required=True),
                         handler=_bench)
+
+    validate = sub.add_parser("validate", help="golden files: export one training step, compare a candidate with it")
+    golden.add_arguments(validate.add_subparsers(dest="validate_command", metavar="ACTION", required=True),
+                         handler=_validate)
     return parser
 
 
@@ -335,3 +341,20 @@ def _draw_curves(runs, output):
 
 def _bench(args):
     return getattr(bench, args.bench_command)(args)
+
+
+def _validate(args):
+    """export: write a golden file; compare: the report, exit status 1 unless every array matches."""
+    if args.validate_command == "compare":
+        report = golden_compare.compare_files(args.golden, args.candidate, rtol=args.rtol, atol=args.atol)
+        print(json.dumps(golden_compare.json_safe(report)) if args.json else golden_compare.format_report(report))
+        return 0 if report["ok"] else 1
+    if args.data and args.input_shape:
+        raise CLIError(f"--input-shape {args.input_shape} cannot be used with --data {args.data} (its images set it)")
+    arrays, manifest = golden.export(
+        args.net, beta=nets.DEFAULT_BETA if args.beta is None else args.beta, seed=args.seed, batch=args.batch,
+        dtype=args.dtype, init=args.init, dataset=_load_data_for(args) if args.data else None,
+        input_shape=args.input_shape or (3, 32, 32))
+    golden.write(args.out, arrays, manifest)
+    print(f"wrote {args.out}: {manifest['net']['name']}, {len(manifest['layers'])} layers, {len(arrays)} arrays, "
+          f"batch {manifest['batch']['source']}, loss {float(arrays['loss']):.6g}")
