@@ -17,12 +17,13 @@ first input (order "K"), so a frequency-major spectrum stays frequency-major. be
 Y's real precision (as NumPy does with a Python float and a float32 ``|Y|``).
 
 CuPy arrays go to the fused one-pass kernels of :mod:`specref_gpu.kernels`. On the host, numba
-(a dependency; compiled on first use and cached on disk) runs the threshold, the backward and
-``where_nonzero`` as one pass each, split over the thread pool of :mod:`specref.batched`, which measured faster than NumPy
-(``specref bench kernels``); the split tanh stays NumPy's vectorized tanh on the float view of the
-interleaved (re, im) pairs, split over the thread pool of :mod:`specref.batched`, since numba's
-scalar tanh does not vectorize. The NumPy formulas below are the fallback (``SPECREF_NUMBA=0``, or
-numba failing to import) and the reference the tests hold numba to.
+(a dependency; compiled on first use and cached on disk; the code is in
+:mod:`specref.numba_kernels`) runs the threshold, the backward, ``where_nonzero``, the kernel
+spectra and the SGD update as one pass each, split over the thread pool of
+:mod:`specref.batched`: faster than NumPy (``specref bench kernels``). The split tanh stays
+NumPy's vectorized tanh on the float view of the interleaved (re, im) pairs, split over the same
+pool, since numba's scalar tanh does not vectorize. The NumPy formulas here are the fallback
+(``SPECREF_NUMBA=0``, or numba failing to import) and the reference the tests hold numba to.
 numba's threshold compares |Y| computed in double precision and rounded to float32 with beta;
 NumPy's complex64 abs rounds differently, so the masks may differ for |Y| within a few float32
 ulps of beta (the kink, which tests and the paper's gradient convention stay away from).
