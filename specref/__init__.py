@@ -6,6 +6,7 @@ spectral downsampling. Every layer has a hand-written backward; see README.md fo
 conventions (FFT normalization, half spectrum, complex gradients).
 """
 from . import fft
+from .audit import audit
 from .backend import Backend, array_module, to_numpy
 from .init import lsuv
 from .layers.activation import ComplexActivation, ComplexTanh
@@ -38,5 +39,5 @@ __all__ = [
     "AvgPool2d", "Backend", "BatchNorm2d", "ComplexActivation", "ComplexTanh", "Conv2d", "Dense",
     "Flatten", "Layer", "MaxPool2d", "ReLU", "Sequential", "SoftmaxCrossEntropy", "Spectrum",
     "SpectralConv2d", "SpectralDownsample", "Tanh", "Threshold", "ToSpatial", "accuracy",
-    "array_module", "fft", "lsuv", "to_numpy", "train",
+    "array_module", "audit", "fft", "lsuv", "to_numpy", "train",
 ]

@@ -1,4 +1,4 @@
-"""The ``specref`` command line: train, compare, memory, plot, bench and validate.
+"""The ``specref`` command line: train, compare, memory, plot, bench, validate and audit.
 
     specref train --net spec-lenet --data digits --epochs 10 --out runs/x [--resume]
     specref compare --net lenet --data digits          # spatial vs Spec form, side by side
@@ -7,6 +7,7 @@
     specref bench step --net spec-vgg16 --batch 32     # specref.bench
     specref validate export --net spec-lenet --out golden.npz   # specref.golden
     specref validate compare golden.npz candidate.npz [--json]
+    specref audit --net spec-vgg11 --betas 0,0.25,0.5,1 --threshold storage   # specref.audit_report
 
 Every subcommand returns 0 on success, 1 on a user error (bad file, bad value, divergence; the
 message goes to stderr without a traceback) and 2 on a usage error.
@@ -22,7 +23,7 @@ import warnings
 import numpy as np
 from tqdm import tqdm
 
-from . import bench, golden, golden_compare, memory, nets
+from . import audit_report, bench, golden, golden_compare, memory, nets
 from .backend import Backend, array_module, to_numpy
 from .checkpoint import load_weights
 from .data import DataError
@@ -113,6 +114,7 @@ def _parser():
     validate = sub.add_parser("validate", help="golden files: export one training step, compare a candidate with it")
     golden.add_arguments(validate.add_subparsers(dest="validate_command", metavar="ACTION", required=True),
                          handler=_validate)
+    audit_report.add_arguments(sub, handler=audit_report.command)
     return parser
 
 
