@@ -321,3 +321,13 @@ def _count(value, name, minimum):
 
 def _name(net):
     return getattr(net, "name", None) or type(net).__name__
+
+
+def summary(net, x, y, betas, threshold="forward", fd_directions=1, fd_batch=2):
+    """The audit cut to what a training log keeps: per beta the worst relative error, the
+    smallest cosine, the mean kept density and the finite-difference verdict."""
+    result = audit(net, x, y, betas, threshold=threshold, fd_directions=fd_directions, fd_batch=fd_batch)
+    return [{"beta": row["beta"], "max_relative_error": row["max_relative_error"],
+             "min_cosine": row["min_cosine"], "density": row["density_mean"],
+             "finite_difference": row["finite_difference"]["verdict"] if fd_directions else None}
+            for row in result["betas"]]

@@ -146,6 +146,8 @@ def _add_recipe(parser, *, required, epochs, batch_size, lr=0.02, lr_halve_every
                         "(deep tanh nets without batch norm need it)")
     parser.add_argument("--memory-every", type=int, default=100,
                         help="trace the allocator peak on the second step of each epoch and every N-th (0: never)")
+    parser.add_argument("--audit-every", type=int, default=0,
+                        help="record the gradient audit's summary in metrics.jsonl every N epochs (0: never)")
 
 
 def _load_data(args):
@@ -160,7 +162,7 @@ def _run(net, dataset, args, out, resume=False, storage=None):
                  lr=args.lr, momentum=args.momentum, lr_halve_every=args.lr_halve_every,
                  weight_decay=args.weight_decay, beta=args.beta, seed=args.seed, out=out,
                  resume=resume, progress=args.progress, max_steps=args.max_steps, storage=storage,
-                 memory_every=args.memory_every, init=args.init)
+                 memory_every=args.memory_every, init=args.init, audit_every=args.audit_every)
 
 
 def _train(args):

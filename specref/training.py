@@ -35,6 +35,10 @@ each epoch :class:`specref.guards.SparsityCheck` reads the kept maps' own non-ze
 gradients: a block that kept under 1% of its entries, or a layer whose every gradient is exactly
 zero, gives a :class:`~specref.guards.SparsityWarning` naming the layer, the density and beta
 (once per run), and the epoch's entry in ``metrics.jsonl`` lists it under ``warnings``.
+
+``audit_every=N`` adds, every N-th epoch, ``audit``: :func:`specref.audit.summary` at beta 0 and
+the run's beta on a float64 copy of the net and the first ``AUDIT_EXAMPLES`` test examples (the
+training itself, its RNG and its weights are untouched).
 """
 from __future__ import annotations
 
@@ -47,6 +51,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import nets
+from .audit import summary as audit_summary
 from .backend import BACKENDS, Backend
 from .checkpoint import load_checkpoint, remove_if_present, save_checkpoint, write_text_atomic
 from .checks import check_number
@@ -64,6 +69,7 @@ SUMMARY_KEYS = ("net", "data", "backend", "epochs", "beta", "fft_norm", "test_ac
 DEVICE_LOG_EVERY = 20
 DEVICE_TIME_EVERY = 8
 INITS = ("default", "lsuv")
+AUDIT_EXAMPLES = 8
 LSUV_EXAMPLES = 128
 
 
@@ -79,7 +85,8 @@ class History(list):
 
 def train(net, data, *, backend="numpy", epochs, batch_size=128, lr=0.02, momentum=0.95,
           lr_halve_every=50, weight_decay=0.0, beta=None, seed=0, out=None, resume=False,
-          progress=None, max_steps=None, storage=None, memory_every=100, init="default") -> History:
+          progress=None, max_steps=None, storage=None, memory_every=100, init="default",
+          audit_every=0) -> History:
     """Train ``net`` (a network, or a :func:`specref.nets.build` name) on ``data`` (a Dataset or a
     :func:`specref.data.load` name) up to ``epochs`` epochs in total.
 
@@ -93,16 +100,19 @@ def train(net, data, *, backend="numpy", epochs, batch_size=128, lr=0.02, moment
     ``init``: "default" keeps the weights as given; "lsuv" first rescales every layer so its output
     has unit RMS on 128 training examples (:func:`specref.init.lsuv`; deep tanh nets without
     batch norm need it). A resumed run takes its weights from the checkpoint instead.
+    ``audit_every``: record the gradient audit's summary every N-th epoch (0: never).
     ``resume=True`` continues the run saved in ``out``. Raises :class:`TrainingDiverged` on a
     non-finite loss or gradient. Returns the :class:`History` of every epoch of the run.
     """
     _validate(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
               lr_halve_every=lr_halve_every, weight_decay=weight_decay, seed=seed,
               max_steps=max_steps, backend=backend, resume=resume, out=out, memory_every=memory_every,
-              init=init)
+              init=init, audit_every=audit_every)
     backend = backend if isinstance(backend, Backend) else Backend(backend)
     data = _resolve_data(data)
     net_name, net = _resolve_net(net, data, beta, seed, storage)
+    if audit_every and nets.beta_of(net) is None:
+        raise ValueError(f"audit_every={audit_every} needs a net with a Threshold layer (a Spec net), got {net_name!r}")
     backend.move(net)
     params = net.parameters()
     dtype = _float_dtype(params)
@@ -116,6 +126,7 @@ def train(net, data, *, backend="numpy", epochs, batch_size=128, lr=0.02, moment
         "weight_decay": float(weight_decay), "beta": nets.beta_of(net), "fft_norm": _net_fft_norm(net),
         "seed": int(seed), "max_steps": None if max_steps is None else int(max_steps),
         "storage": storage_name(net), "memory_every": int(memory_every), "init": init,
+        "audit_every": int(audit_every),
     }
     history = History()
     history.net = net
@@ -135,6 +146,8 @@ def train(net, data, *, backend="numpy", epochs, batch_size=128, lr=0.02, moment
     for epoch in range(start_epoch, epochs):
         optimizer.lr = lr_at(epoch, lr, lr_halve_every)
         entry = loop.epoch(epoch + 1, epochs)
+        if audit_every and (epoch + 1) % audit_every == 0:
+            entry["audit"] = _audit(net, data)
         history.append(entry)
         if out is not None:
             with open(os.path.join(out, "metrics.jsonl"), "a", encoding="utf-8") as f:
@@ -265,7 +278,7 @@ class _Loop:
 
 
 def _validate(*, epochs, batch_size, lr, momentum, lr_halve_every, weight_decay, seed,
-              max_steps, backend, resume, out, memory_every=0, init="default"):
+              max_steps, backend, resume, out, memory_every=0, init="default", audit_every=0):
     """ValueError naming the first bad argument of :func:`train` (beta is checked by the
     Threshold layers it is given to)."""
     if init not in INITS:
@@ -281,6 +294,7 @@ def _validate(*, epochs, batch_size, lr, momentum, lr_halve_every, weight_decay,
     if max_steps is not None:
         check_number(max_steps, "max_steps", integer=True, minimum=1)
     check_number(memory_every, "memory_every", integer=True, minimum=0)
+    check_number(audit_every, "audit_every", integer=True, minimum=0)
     if not isinstance(backend, Backend) and backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if resume and out is None:
@@ -296,6 +310,14 @@ def _lsuv_init(net, data, backend, dtype, seed):
     x, _ = next(iter(data.batches("train", batch_size, rng=np.random.default_rng([seed, 1]),
                                   shuffle=True, augment=False)))
     lsuv(net, backend.asarray(x, dtype=dtype))
+
+
+def _audit(net, data):
+    """The audit summary on the first AUDIT_EXAMPLES test (else training) examples, fixed for the run."""
+    split = "test" if data.num_test else "train"
+    x, y = next(iter(data.batches(split, AUDIT_EXAMPLES, shuffle=False, augment=False)))
+    betas = nets.beta_of(net)
+    return audit_summary(net, x, y, sorted({0.0, *(betas if isinstance(betas, list) else [betas])}))
 
 
 def _resolve_data(data):

@@ -164,3 +164,41 @@ def test_validation_script_is_a_wrapper_over_the_library(capsys):
     assert script.main(["--batch", "3", "--betas", "0", "0.5", "--fd-directions", "0"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[2].split()[:2] == ["0", "|"] and "not run" in lines[3]
+
+
+def test_training_records_the_audit_every_n_epochs_and_changes_nothing_else(tmp_path):
+    from specref.data import load
+
+    digits = load("digits").subset(64, 16)
+    options = dict(epochs=2, batch_size=16, max_steps=2, beta=0.25, progress=False, memory_every=0)
+    plain = specref.train("spec-lenet", digits, **options)
+    audited = specref.train("spec-lenet", digits, audit_every=2, out=tmp_path, **options)
+    assert "audit" not in plain[0] and "audit" not in plain[1] and "audit" not in audited[0]
+    with open(tmp_path / "metrics.jsonl", encoding="utf-8") as f:
+        logged = [json.loads(line) for line in f]
+    assert [row["beta"] for row in logged[1]["audit"]] == [0.0, 0.25] and "audit" not in logged[0]
+    at_zero, at_beta = logged[1]["audit"]
+    assert at_zero["max_relative_error"] < 1e-12 and at_beta["max_relative_error"] > 0
+    assert at_beta["finite_difference"] == "pass" and 0 < at_beta["density"] < 1
+    for name, value in plain.net.parameters().items():       # the audit leaves training as it was
+        np.testing.assert_array_equal(value, audited.net.parameters()[name], err_msg=name)
+
+
+def test_training_audit_every_is_checked(tmp_path):
+    from specref.data import load
+
+    digits = load("digits").subset(32, 8)
+    with pytest.raises(ValueError, match="audit_every must be an integer >= 0, got -1"):
+        specref.train("spec-lenet", digits, epochs=1, audit_every=-1, progress=False)
+    with pytest.raises(ValueError, match="audit_every=1 needs a net with a Threshold layer"):
+        specref.train("lenet", digits, epochs=1, audit_every=1, progress=False)
+
+
+def test_cli_train_audit_every(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", "--net", "spec-lenet", "--data", "digits", "--epochs", "1", "--batch-size", "16",
+                     "--max-steps", "1", "--limit-train", "32", "--limit-test", "8", "--memory-every", "0",
+                     "--audit-every", "1", "--out", str(out)]) == 0
+    with open(out / "metrics.jsonl", encoding="utf-8") as f:
+        (entry,) = [json.loads(line) for line in f]
+    assert [row["beta"] for row in entry["audit"]] == [0.0, nets.DEFAULT_BETA]
