@@ -181,7 +181,8 @@ def compare(g, g0):
         nonzero = ref != 0
         out[name] = {
             "relative_error": float(np.linalg.norm(got - ref)) / norm0 if norm0 else None,
-            "cosine": float(np.vdot(got, ref)) / (norm * norm0) if norm and norm0 else None,
+            # a gradient that vanished where g0 does not agrees with it in nothing: cosine 0
+            "cosine": (float(np.vdot(got, ref)) / (norm * norm0) if norm else 0.0) if norm0 else None,
             "sign_agreement": float(np.mean(np.sign(got[nonzero]) == np.sign(ref[nonzero])))
             if nonzero.any() else None,
         }

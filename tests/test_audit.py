@@ -202,3 +202,10 @@ def test_cli_train_audit_every(tmp_path, capsys):
     with open(out / "metrics.jsonl", encoding="utf-8") as f:
         (entry,) = [json.loads(line) for line in f]
     assert [row["beta"] for row in entry["audit"]] == [0.0, nets.DEFAULT_BETA]
+
+
+def test_a_gradient_that_vanished_counts_as_cosine_zero():
+    x, y = batch()
+    (row,) = specref.audit(small_net(), x, y, [100.0], threshold="storage", fd_directions=0)["betas"]
+    assert row["params"]["0.weight"] == {"relative_error": 1.0, "cosine": 0.0, "sign_agreement": 0.0}
+    assert row["min_cosine"] == 0.0 and row["max_relative_error"] == 1.0 and "finite_difference" not in row
