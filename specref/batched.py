@@ -29,45 +29,41 @@ def batched_matmul(A, B, out=None):
         return xp.matmul(A, B, out=out)
     if out is None:
         out = np.empty(A.shape[:-1] + B.shape[-1:], dtype=np.result_type(A.dtype, B.dtype))
-    stacks = A.shape[0]
-    cuts = np.linspace(0, stacks, min(WORKERS, stacks) + 1).astype(int)
-    chunks = [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
     with _single_threaded_blas():
-        if len(chunks) == 1:
-            np.matmul(A, B, out=out)
-        else:
-            jobs = [_executor().submit(np.matmul, A[a:b], B[a:b], out=out[a:b]) for a, b in chunks]
-            for job in jobs:
-                job.result()
+        _run_split(lambda a, b: np.matmul(A[a:b], B[a:b], out=out[a:b]), A.shape[0], WORKERS)
     return out
 
 
-def matmul(A, B):
-    """A (n, k) @ B (k, m): the rows of A (or the columns of B, whichever are more) split over the
-    pool, one BLAS thread each, for the same reason as :func:`batched_matmul`."""
+def matmul(A, B, out=None):
+    """A (n, k) @ B (k, m), into ``out`` (C-contiguous) when given: the rows of A (or the columns
+    of B, whichever are more) split over the pool, one BLAS thread each, for the same reason as
+    :func:`batched_matmul`."""
     xp = array_module(A, B)
     if xp is not np:
-        return A @ B
+        return xp.matmul(A, B, out=out)
     (n, k), m = A.shape, B.shape[1]
-    out = np.empty((n, m), dtype=np.result_type(A.dtype, B.dtype))
-    by_rows = n >= m
-    parts = min(WORKERS, n if by_rows else m)
-    if parts < 2 or n * k * m < _INLINE_MACS:
+    if out is None:
+        out = np.empty((n, m), dtype=np.result_type(A.dtype, B.dtype))
+    if n * k * m < _INLINE_MACS:
         return np.matmul(A, B, out=out)
-    cuts = [(n if by_rows else m) * i // parts for i in range(parts + 1)]
     with _single_threaded_blas():
-        jobs = [_executor().submit(np.matmul, A[a:b], B, out=out[a:b]) if by_rows else
-                _executor().submit(np.matmul, A, B[:, a:b], out=out[:, a:b])
-                for a, b in zip(cuts[:-1], cuts[1:])]
-        for job in jobs:
-            job.result()
+        if n >= m:
+            _run_split(lambda a, b: np.matmul(A[a:b], B, out=out[a:b]), n, WORKERS)
+        else:
+            _run_split(lambda a, b: np.matmul(A, B[:, a:b], out=out[:, a:b]), m, WORKERS)
     return out
 
 
 def parallel_ranges(fn, n, min_size=1 << 15):
     """Run ``fn(lo, hi)`` over contiguous ranges that cover [0, n), one per worker, in the pool
     (``fn`` must release the GIL to gain anything, as NumPy's ufuncs do); small n runs inline."""
-    parts = min(WORKERS, max(1, n // min_size))
+    _run_split(fn, n, min(WORKERS, max(1, n // min_size)))
+
+
+def _run_split(fn, n, parts):
+    """``fn(lo, hi)`` over ``parts`` contiguous ranges covering [0, n): inline for one range, on
+    the pool otherwise, waiting for all."""
+    parts = max(1, min(parts, n))
     if parts == 1:
         fn(0, n)
         return

@@ -136,10 +136,7 @@ def kernel_spectrum_frequency_major(kernels, size, conjugate=False, out=None, or
     flat = None if out is None else out.reshape(dft.shape[0], rows * cols)
     spectra = small_dft(dft, taps, out=flat)                             # numba, host
     if spectra is None:
-        spectra = matmul(dft, taps.reshape(rows * cols, k * k).astype(dft.dtype).T)
-        if flat is not None:
-            flat[...] = spectra
-            spectra = flat
+        spectra = matmul(dft, taps.reshape(rows * cols, k * k).astype(dft.dtype).T, out=flat)
     return spectra.reshape(-1, rows, cols)
 
 

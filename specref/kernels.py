@@ -55,13 +55,12 @@ def threshold(values, beta, with_mask=True):
     fused = _numba()
     if values.dtype == np.complex64 and order is not None and fused:
         out, out_flat = _empty_in_order(values.shape, values.dtype, order)
-        mask, mask_flat = _empty_in_order(values.shape if with_mask else (0,) * values.ndim, np.bool_,
-                                          order if with_mask else tuple(range(values.ndim)))
+        mask, mask_flat = (_empty_in_order(values.shape, np.bool_, order) if with_mask
+                           else (None, np.empty(0, np.bool_)))
         src, beta32 = _flat(values, order), np.float32(beta)
         parallel_ranges(lambda lo, hi: fused.threshold(
-            src[lo:hi], beta32, out_flat[lo:hi], mask_flat[lo:hi] if with_mask else mask_flat, with_mask),
-            src.size)
-        return out, mask if with_mask else None
+            src[lo:hi], beta32, out_flat[lo:hi], mask_flat[lo:hi], with_mask), src.size)
+        return out, mask
     out, mask = _threshold_numpy(values, beta)
     return out, mask if with_mask else None
 

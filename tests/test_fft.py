@@ -70,7 +70,7 @@ def kernel_spectrum_path(request, monkeypatch):
     from specref import kernels
 
     if request.param == "numba":
-        assert kernels._numba() is not None, "numba is a dependency of specref and must import"
+        assert kernels._numba() is not None, "numba is a dependency of specref and must import (and SPECREF_NUMBA=0 must not be set)"
     else:
         monkeypatch.setattr(kernels, "_numba_kernels", False)
     return request.param

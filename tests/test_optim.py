@@ -115,7 +115,7 @@ def test_fused_update_equals_the_array_formula_bit_for_bit(dtype, weight_decay, 
     """The one-pass numba update (the host default) rounds each step as the array formula does."""
     from specref import kernels
 
-    assert kernels._numba() is not None, "numba is a dependency of specref and must import"
+    assert kernels._numba() is not None, "numba is a dependency of specref and must import (and SPECREF_NUMBA=0 must not be set)"
     rng = np.random.default_rng(3)
     p0 = rng.standard_normal(70_001).astype(dtype)          # split over the thread pool
     grads = [rng.standard_normal(p0.shape).astype(dtype) for _ in range(3)]

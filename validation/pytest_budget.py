@@ -11,6 +11,7 @@ Python code only, no other plugin needed (the GPU machine has no pytest-timeout)
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 
@@ -57,22 +58,25 @@ def _disarm(previous):
         signal.signal(signal.SIGALRM, previous)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_setup(item):
+@contextlib.contextmanager
+def _timed(item):
     previous = _timed_phase(item)
     try:
         yield
     finally:
         _disarm(previous)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    with _timed(item):
+        yield
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
-    previous = _timed_phase(item)
-    try:
+    with _timed(item):
         yield
-    finally:
-        _disarm(previous)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -38,7 +38,7 @@ def xp(request, monkeypatch):
 
         return cupy
     if request.param == "numba":
-        assert kernels._numba() is not None, "numba is a dependency of specref and must import"
+        assert kernels._numba() is not None, "numba is a dependency of specref and must import (and SPECREF_NUMBA=0 must not be set)"
     else:
         monkeypatch.setattr(kernels, "_numba_kernels", False)
     return np
