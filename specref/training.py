@@ -63,8 +63,8 @@ from .storage import set_storage
 
 EPOCH_KEYS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds",
               "examples_per_second", "saved_bytes_mean", "saved_bytes_peak", "peak_bytes")
-SUMMARY_KEYS = ("net", "data", "backend", "epochs", "beta", "fft_norm", "test_accuracy", "test_loss",
-                "train_loss", "seconds", "step_ms", "storage", "saved_bytes_mean", "saved_bytes_peak",
+SUMMARY_KEYS = ("net", "data", "backend", "epochs", "beta", "fft_norm", "activation", "test_accuracy",
+                "test_loss", "train_loss", "seconds", "step_ms", "storage", "saved_bytes_mean", "saved_bytes_peak",
                 "peak_bytes")
 DEVICE_LOG_EVERY = 20
 DEVICE_TIME_EVERY = 8
@@ -86,7 +86,7 @@ class History(list):
 def train(net, data, *, backend="numpy", epochs, batch_size=128, lr=0.02, momentum=0.95,
           lr_halve_every=50, weight_decay=0.0, beta=None, seed=0, out=None, resume=False,
           progress=None, max_steps=None, storage=None, memory_every=100, init="default",
-          audit_every=0) -> History:
+          audit_every=0, activation=None) -> History:
     """Train ``net`` (a network, or a :func:`specref.nets.build` name) on ``data`` (a Dataset or a
     :func:`specref.data.load` name) up to ``epochs`` epochs in total.
 
@@ -101,6 +101,10 @@ def train(net, data, *, backend="numpy", epochs, batch_size=128, lr=0.02, moment
     has unit RMS on 128 training examples (:func:`specref.init.lsuv`; deep tanh nets without
     batch norm need it). A resumed run takes its weights from the checkpoint instead.
     ``audit_every``: record the gradient audit's summary every N-th epoch (0: never).
+    ``activation`` (None: the registry's default, tanh) is passed to :func:`specref.nets.build` for
+    a registry name (a Spec net: its blocks' activation, e.g. "modrelu"; see
+    :data:`specref.nets.SPEC_ACTIVATIONS`); a given network keeps its own, and ``activation`` must
+    then be None. The config and ``summary.json`` record it (``activation``).
     ``resume=True`` continues the run saved in ``out``. Raises :class:`TrainingDiverged` on a
     non-finite loss or gradient. Returns the :class:`History` of every epoch of the run.
     """
@@ -110,7 +114,7 @@ def train(net, data, *, backend="numpy", epochs, batch_size=128, lr=0.02, moment
               init=init, audit_every=audit_every)
     backend = backend if isinstance(backend, Backend) else Backend(backend)
     data = _resolve_data(data)
-    net_name, net = _resolve_net(net, data, beta, seed, storage)
+    net_name, net = _resolve_net(net, data, beta, seed, storage, activation)
     if audit_every and nets.beta_of(net) is None:
         raise ValueError(f"audit_every={audit_every} needs a net with a Threshold layer (a Spec net), got {net_name!r}")
     backend.move(net)
@@ -124,6 +128,7 @@ def train(net, data, *, backend="numpy", epochs, batch_size=128, lr=0.02, moment
         "lr": float(lr), "momentum": float(momentum),
         "lr_halve_every": None if lr_halve_every is None else int(lr_halve_every),
         "weight_decay": float(weight_decay), "beta": nets.beta_of(net), "fft_norm": _net_fft_norm(net),
+        "activation": _net_activation(net),
         "seed": int(seed), "max_steps": None if max_steps is None else int(max_steps),
         "storage": storage_name(net), "memory_every": int(memory_every), "init": init,
         "audit_every": int(audit_every),
@@ -332,18 +337,23 @@ def _resolve_data(data):
     return data
 
 
-def _resolve_net(net, data, beta, seed, storage=None):
+def _resolve_net(net, data, beta, seed, storage=None, activation=None):
     """(name recorded in the config, network object)."""
     if isinstance(net, str):
         kwargs = {} if beta is None else {"beta": beta}
         if storage is not None:
             kwargs["storage"] = storage
+        if activation is not None:
+            kwargs["activation"] = activation
         built = nets.build(net, seed=seed, input_shape=data.input_shape, num_classes=data.num_classes,
                            **kwargs)
         return net, built
     for method in ("forward", "backward", "parameters", "gradients", "train", "eval"):
         if not callable(getattr(net, method, None)):
             raise TypeError(f"net must be a network (with {method}()) or a registry name, got {type(net).__name__}")
+    if activation is not None:
+        raise ValueError(f"activation={activation!r} applies to a registry name only; this {type(net).__name__} "
+                         "keeps the activation it was built with (build it with nets.build(..., activation=...))")
     if beta is not None:
         nets.set_beta(net, beta)
     if storage is not None:
@@ -376,6 +386,12 @@ def _float_dtype(params):
 def _net_fft_norm(net):
     """The net's FFT normalization (None for a registry spatial net); "ortho" when it has none."""
     return net.fft_norm if hasattr(net, "fft_norm") else "ortho"
+
+
+def _net_activation(net):
+    """A registry net's activation (its Spec blocks' for a Spec net) as a string, else None."""
+    activation = net.config.get("activation") if isinstance(net, nets.Network) else None
+    return None if activation is None else str(activation)
 
 
 def _summary(config, history, step_seconds, start_epoch):

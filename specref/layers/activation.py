@@ -6,6 +6,11 @@ h must be odd (so f(conj Y) = conj f(Y): the conjugate symmetry of a real map's 
 survives, and f(0) = 0 keeps the threshold's zeros) and monotone non-decreasing; both are
 checked numerically when the activation is built. For tanh, h' = 1 - h^2 is read from the output,
 so only Z is kept for backward.
+
+:class:`SpectralActivation` is what every activation of a Spec block shares with the Threshold
+before it: the map kept for backward under ``"u"`` and, when that map is non-zero exactly where
+the threshold kept an entry, the threshold's mask read from it (``Threshold.share_mask_with``).
+The other spectral activations (named ``name[:param]``) are in :mod:`specref.layers.spectral_activation`.
 """
 from __future__ import annotations
 
@@ -19,32 +24,17 @@ from .base import Layer, check_spectrum
 _PROBE = np.concatenate([np.linspace(-6.0, 6.0, 241), [-50.0, -1e-3, 1e-3, 50.0]])
 
 
-class ComplexActivation(Layer):
-    """f(a + ib) = h(a) + i h(b) on a Spectrum.
+class SpectralActivation(Layer):
+    """Base of the activations of a Spec block: the map backward needs is kept under ``"u"``.
 
-    fn(t) -> h(t) and derivative(u) -> h'(t) take real arrays (use ``array_module(t)`` inside to
-    stay backend-generic); ``derivative_of="input"`` means u = t, ``"output"`` means u = h(t).
+    ``zero_only_at_zero`` (what ``Threshold.share_mask_with`` reads) must be True only when that
+    kept map is non-zero exactly where the activation's input is: the input itself (Y_hat, zero
+    exactly where |Y| <= beta), or f(Y_hat) for an f that is zero only at zero. The Threshold
+    then reads its mask from :meth:`kept_pattern` instead of keeping one.
     """
 
-    def __init__(self, fn, derivative, derivative_of="input", name=None):
-        super().__init__()
-        if derivative_of not in ("input", "output"):
-            raise ValueError(f"derivative_of must be 'input' or 'output', got {derivative_of!r}")
-        self.fn, self.derivative, self.derivative_of = fn, derivative, derivative_of
-        self.name = name or getattr(fn, "__name__", "h")
-        _check_activation(fn, derivative, derivative_of, self.name)
-        nonzero_probe = _PROBE[_PROBE != 0]
-        self.zero_only_at_zero = bool(np.all(np.asarray(fn(nonzero_probe)) != 0))
-        self.mask_in_backward = False        # set by Threshold.share_mask_with where supported
-
-    def forward(self, x):
-        check_spectrum(x)
-        v = x.values
-        out = self.fn(v.real) + 1j * self.fn(v.imag)
-        result = x.like(out.astype(v.dtype, copy=False))
-        self.cache = {}
-        self.keep("u", result if self.derivative_of == "output" else x)
-        return result
+    zero_only_at_zero = False
+    mask_in_backward = False        # set by Threshold.share_mask_with where supported
 
     def kept_pattern(self):
         """Where the kept map is non-zero (what a Threshold sharing its mask reads)."""
@@ -56,6 +46,37 @@ class ComplexActivation(Layer):
         if isinstance(stored, DenseStored):
             return kernels.where_nonzero(grad, stored.decode())
         return grad * stored.pattern()
+
+
+class ComplexActivation(SpectralActivation):
+    """f(a + ib) = h(a) + i h(b) on a Spectrum.
+
+    fn(t) -> h(t) and derivative(u) -> h'(t) take real arrays (use ``array_module(t)`` inside to
+    stay backend-generic); ``derivative_of="input"`` means u = t, ``"output"`` means u = h(t).
+    ``kinks``: the points where h is not differentiable (the derivative check skips them).
+    """
+
+    def __init__(self, fn, derivative, derivative_of="input", name=None, kinks=()):
+        super().__init__()
+        if derivative_of not in ("input", "output"):
+            raise ValueError(f"derivative_of must be 'input' or 'output', got {derivative_of!r}")
+        self.fn, self.derivative, self.derivative_of = fn, derivative, derivative_of
+        self.name = name or getattr(fn, "__name__", "h")
+        _check_activation(fn, derivative, derivative_of, self.name, kinks)
+        nonzero_probe = _PROBE[_PROBE != 0]
+        # Kept input: Y_hat is zero exactly where the threshold zeroed it, whatever h is.
+        self.zero_only_at_zero = (derivative_of == "input"
+                                  or bool(np.all(np.asarray(fn(nonzero_probe)) != 0)))
+        self.mask_in_backward = False        # set by Threshold.share_mask_with where supported
+
+    def forward(self, x):
+        check_spectrum(x)
+        v = x.values
+        out = self.fn(v.real) + 1j * self.fn(v.imag)
+        result = x.like(out.astype(v.dtype, copy=False))
+        self.cache = {}
+        self.keep("u", result if self.derivative_of == "output" else x)
+        return result
 
     def backward(self, dy):
         u = self.kept("u")
@@ -106,7 +127,7 @@ def _tanh_derivative_from_output(out):
     return 1 - out * out
 
 
-def _check_activation(fn, derivative, derivative_of, name):
+def _check_activation(fn, derivative, derivative_of, name, kinks=()):
     t = _PROBE
     h = np.asarray(fn(t), dtype=np.float64)
     if h.shape != t.shape or not np.all(np.isfinite(h)):
@@ -118,8 +139,10 @@ def _check_activation(fn, derivative, derivative_of, name):
     order = np.argsort(t)
     if np.any(np.diff(h[order]) < -1e-9 * scale):
         raise ValueError(f"activation {name!r} is not monotone non-decreasing")
-    inner = t[np.abs(t) < 5.9]
     step = 1e-5
+    inner = t[np.abs(t) < 5.9]
+    for kink in kinks:
+        inner = inner[np.abs(inner - kink) > 2 * step]
     numeric = (np.asarray(fn(inner + step)) - np.asarray(fn(inner - step))) / (2 * step)
     u = inner if derivative_of == "input" else np.asarray(fn(inner))
     claimed = np.asarray(derivative(u), dtype=np.float64)

@@ -22,7 +22,8 @@ from ..checks import check_positive_int
 from ..layers.base import check_float_dtype
 from ..storage import get_codec
 from . import alexnet, densenet, lenet, vgg
-from .builder import ACTIVATIONS, Builder
+from ..layers.spectral_activation import check_keeps_symmetry
+from .builder import ACTIVATIONS, Builder, spectral_activation
 from .network import Network
 
 # The Spec nets' default threshold, under the default "ortho" FFT normalization. Measured with
@@ -57,8 +58,12 @@ def build(name, beta=DEFAULT_BETA, dtype=np.float32, seed=0, input_shape=(3, 32,
     beta: the Spec nets' threshold (ignored by spatial nets; checked by the Threshold layers).
     dtype: float32 or float64 parameters (spectra are complex64 or complex128). input_shape:
     (channels, height, width).
-    activation: "tanh" or "relu" for every spatial activation (Spec blocks always use
-    ComplexTanh: ReLU is not odd, so it would break the spectrum's conjugate symmetry).
+    activation: spatial nets: "tanh" or "relu" for every activation. Spec nets: the activation of
+    every Spec block, a name of :data:`specref.nets.SPEC_ACTIVATIONS` (``name[:param]``: "tanh",
+    the paper's, "scaled-tanh:4", "softsign", "shrink", "shrink:0.2", "identity", "modrelu",
+    "cardioid", "spatial-tanh", "spatial-relu"), a pair (h, h') or a SpectralActivation layer
+    (see :func:`specref.nets.builder.spectral_activation`); one that breaks conjugate symmetry
+    ("relu", a non-odd h) is refused. The dense head of a Spec net keeps tanh.
     batch_norm: None takes the architecture's default (True for DenseNet, False otherwise);
     Spec nets have none. pooling: "crop" or "alias", the spectral downsampling that replaces
     max pooling in Spec nets. fft_norm: the Spec nets' FFT normalization (what beta is measured
@@ -73,8 +78,13 @@ def build(name, beta=DEFAULT_BETA, dtype=np.float32, seed=0, input_shape=(3, 32,
     dtype = check_float_dtype(dtype)
     input_shape = _check_input_shape(input_shape)
     num_classes = check_positive_int(num_classes, "num_classes")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
+    make_spectral_activation = None
+    if spectral:
+        make_spectral_activation, activation = spectral_activation(activation, dtype)
+        check_keeps_symmetry(make_spectral_activation(2), 2, name=repr(str(activation)))
+    elif not isinstance(activation, str) or activation not in ACTIVATIONS:
+        raise ValueError(f"activation of spatial net {name!r} must be one of {tuple(ACTIVATIONS)}, got "
+                         f"{activation!r} (the spectral activations are for Spec nets, e.g. 'spec-{base}')")
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     fft_norm = fft.check_norm(fft_norm)
@@ -88,8 +98,8 @@ def build(name, beta=DEFAULT_BETA, dtype=np.float32, seed=0, input_shape=(3, 32,
         batch_norm = module.BATCH_NORM_DEFAULT if batch_norm is None else bool(batch_norm)
 
     builder = Builder(name, input_shape, spectral=spectral, dtype=dtype, seed=seed, fft_norm=fft_norm,
-                      beta=beta, activation=activation, batch_norm=batch_norm, pooling=pooling,
-                      num_classes=num_classes)
+                      beta=beta, activation="tanh" if spectral else activation, batch_norm=batch_norm,
+                      pooling=pooling, num_classes=num_classes, make_spectral_activation=make_spectral_activation)
     module.build(builder, **fixed, **arch_options)
     options = {"name": name, "dtype": dtype.name, "seed": seed, "input_shape": input_shape,
                "num_classes": num_classes, "activation": activation, "batch_norm": batch_norm,
