@@ -19,7 +19,9 @@ from .backend import array_module, to_numpy
 from .tree import leaf_layers
 
 # Config keys that must match on resume (the rest may change, e.g. epochs).
-RESUME_MUST_MATCH = ("net", "data", "num_train", "num_test", "dtype")
+RESUME_MUST_MATCH = ("net", "data", "num_train", "num_test", "dtype", "activation")
+# Keys that checkpoints written before they were recorded lack: a missing one is not a mismatch.
+RECORDED_LATER = ("activation",)
 
 
 def named_buffers(net):
@@ -55,9 +57,11 @@ def load_checkpoint(out, net, optimizer, rng, config):
                          f"(epochs is the total, not the number to add)")
     saved_config = json.loads(str(stored["config"]))
     for key in RESUME_MUST_MATCH:
-        if saved_config.get(key) != config[key]:
+        if key in RECORDED_LATER and key not in saved_config:
+            continue
+        if saved_config.get(key) != config.get(key):
             raise ValueError(f"cannot resume from {path}: it was written for {key}={saved_config.get(key)!r}, "
-                             f"this run has {key}={config[key]!r}")
+                             f"this run has {key}={config.get(key)!r}")
     changed = [k for k in ("batch_size", "lr", "momentum", "lr_halve_every", "weight_decay", "seed",
                            "max_steps") if saved_config.get(k) != config[k]]
     if changed:

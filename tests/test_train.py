@@ -142,6 +142,16 @@ def test_resume_errors(digits, tmp_path):
         train(tiny_net(hidden=8), digits, epochs=2, out=tmp_path, resume=True, **QUICK)
 
 
+def test_resume_refuses_another_activation(digits, tmp_path):
+    # softsign and tanh have the same parameters, so only the recorded activation tells them apart
+    train("spec-lenet", digits, epochs=1, out=tmp_path, activation="softsign", max_steps=1, **QUICK)
+    with pytest.raises(ValueError, match="activation='softsign'"):
+        train("spec-lenet", digits, epochs=2, out=tmp_path, resume=True, max_steps=1, **QUICK)
+    resumed = train("spec-lenet", digits, epochs=2, out=tmp_path, resume=True, activation="softsign",
+                    max_steps=1, **QUICK)
+    assert resumed.summary["activation"] == "softsign"
+
+
 def test_gradient_divergence_names_layer_and_keeps_checkpoint(digits, tmp_path):
     steps_per_epoch = digits.num_batches("train", 32)
     bomb = Bomb(explode_at=steps_per_epoch + 3)  # step 3 of epoch 2
