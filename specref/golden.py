@@ -261,7 +261,7 @@ def read(path, role="golden"):
 
 
 def add_arguments(subparsers, handler):
-    """The ``export`` and ``compare`` subcommands of ``specref validate``."""
+    """The ``export``, ``compare`` and ``torch`` subcommands of ``specref validate``."""
     export_parser = subparsers.add_parser("export", help="one training step of a net, every value, as golden .npz")
     export_parser.add_argument("--net", required=True, help="registry name, e.g. spec-lenet")
     export_parser.add_argument("--beta", type=float, default=None, help=f"threshold (default {nets.DEFAULT_BETA:g})")
@@ -284,6 +284,16 @@ def add_arguments(subparsers, handler):
     compare_parser.add_argument("--atol", type=float, default=1e-9)
     compare_parser.add_argument("--json", action="store_true", help="print one JSON object")
     compare_parser.set_defaults(handler=handler)
+    # Its logic is specref.golden_torch, which reads files through this module: the command line
+    # dispatches to it (importing it here would make an import cycle).
+    torch_parser = subparsers.add_parser("torch", help="recompute a golden file with the PyTorch implementation "
+                                         "(specref.torch_spectral) and compare; needs PyTorch")
+    torch_parser.add_argument("golden")
+    torch_parser.add_argument("--rtol", type=float, default=1e-6)
+    torch_parser.add_argument("--atol", type=float, default=1e-9)
+    torch_parser.add_argument("--json", action="store_true", help="print one JSON object")
+    torch_parser.add_argument("--out", default=None, help="also write the PyTorch candidate .npz here")
+    torch_parser.set_defaults(handler=handler)
 
 
 def _shape(text):
