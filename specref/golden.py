@@ -27,7 +27,7 @@ import zipfile
 
 import numpy as np
 
-from . import __version__, fft, nets
+from . import __version__, nets
 from .backend import to_numpy
 from .init import lsuv
 from .layers.base import Layer
@@ -71,7 +71,8 @@ def conventions(net):
                 "or 1 ('forward'): the spectrum of the constant bias[o] added in space",
         "threshold": "Y_hat = Y where |Y| > beta (strictly, complex magnitude), else 0; the gradient passes "
                      "where |Y| > beta and is 0 elsewhere (subgradient 0 at the kink)",
-        "activation": "spectral: f(a + ib) = tanh(a) + i tanh(b); spatial layers as named in their type",
+        "activation": "spectral: as each activation layer's entry says (ComplexTanh, the paper's: f(a + ib) = "
+                      "tanh(a) + i tanh(b)); spatial layers as named in their type",
         "pooling": modes[0] if len(modes) == 1 else modes or None,
         "pooling_rule": "SpectralDownsample(f): output size ceil(P/f) x ceil(Q/f), values scaled by "
                         "sqrt(P'Q'/(PQ)) under 'ortho' (spatial values kept); 'alias' equals x[::f, ::f] in space "

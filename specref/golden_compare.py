@@ -49,7 +49,8 @@ def compare_files(golden_path, candidate_path, rtol=1e-6, atol=1e-9):
 def compare(golden, golden_manifest, candidate, candidate_manifest, rtol=1e-6, atol=1e-9):
     """A report dict: ``ok``, ``problems`` (structural), ``manifest_differences``, ``arrays``
     (forward order: key, layer, relative_error, max_abs_error, passed, spectral) and
-    ``first_departure`` (the first layer in forward order with an array that fails, or None)."""
+    ``first_departure`` (the first failing arrays in computation order, forward then backward,
+    with their layer and phase; see :func:`_first_departure`; None when all pass)."""
     for name, value in (("rtol", rtol), ("atol", atol)):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -134,18 +135,36 @@ def _errors(expected, got, size, rtol, atol):
 
 
 def _first_departure(rows, layers):
-    failed = [row for row in rows if not row["passed"]]
+    """The first failing array in the order a training step computes them: inputs, each layer's
+    parameters and output (forward), the loss, then each layer's gradients from the last layer
+    back (backward), then grad_input. A forward error is pinned to the layer whose output first
+    departs, a backward error to the last parameterised layer whose gradient departs."""
+    failed = {row["key"]: row for row in rows if not row["passed"]}
     if not failed:
         return None
     types = {entry["name"]: entry.get("type") for entry in layers}
-    for entry in layers:
-        mine = [row for row in failed if row["layer"] == entry["name"]]
+    for phase, keys in _computation_order(layers):
+        mine = [failed[key] for key in keys if key in failed]
         if mine:
-            return {"layer": entry["name"], "type": types[entry["name"]], "arrays": [row["key"] for row in mine],
+            layer = mine[0]["layer"]
+            return {"layer": layer, "type": types.get(layer), "phase": phase, "arrays": [row["key"] for row in mine],
                     "relative_error": max(row["relative_error"] for row in mine)}
-    row = failed[0]                     # only input, labels, loss or grad_input departs
-    return {"layer": None, "type": None, "arrays": [row["key"] for row in failed],
-            "relative_error": row["relative_error"]}
+    rest = list(failed.values())        # arrays the manifest's layers do not name
+    return {"layer": None, "type": None, "phase": None, "arrays": [row["key"] for row in rest],
+            "relative_error": max(row["relative_error"] for row in rest)}
+
+
+def _computation_order(layers):
+    """(phase, keys) groups in computation order; one group per layer and phase."""
+    groups = [("forward", ["input", "labels"])]
+    for entry in layers:
+        name = entry["name"]
+        groups.append(("forward", [*(f"param/{name}/{p}" for p in entry.get("params", {})), f"output/{name}"]))
+    groups.append(("forward", ["loss"]))
+    for entry in reversed(layers):
+        groups.append(("backward", [f"grad/{entry['name']}/{p}" for p in entry.get("params", {})]))
+    groups.append(("backward", ["grad_input"]))
+    return groups
 
 
 def manifest_differences(golden, candidate):
@@ -205,7 +224,8 @@ def format_report(report):
         verdict.append(f"{len(report['problems'])} problem(s), "
                        f"{len(report['manifest_differences'])} manifest difference(s)")
     if first and first["layer"] is not None:
-        verdict.append(f"first departing layer in forward order: {first['layer']} ({first['type']}), "
+        verdict.append(f"first departure in computation order: layer {first['layer']} ({first['type']}, "
+                       f"{first['phase']} pass), "
                        f"{', '.join(first['arrays'])} (rel. error {first['relative_error']:.3g})")
     elif first:
         verdict.append(f"departing outside the layers: {', '.join(first['arrays'])}")

@@ -108,7 +108,7 @@ def test_a_perturbed_array_fails_and_the_report_names_the_first_departing_layer(
     assert report["first_departure"]["arrays"] == ["output/5"]
     status, text = _cli(capsys, "compare", golden[0], path)
     assert status == 1
-    assert "first departing layer in forward order: 5 (Threshold), output/5" in text
+    assert "first departure in computation order: layer 5 (Threshold, forward pass), output/5" in text
     assert "output/12" in text and "DEPARTS" in text
     status, text = _cli(capsys, "compare", golden[0], path, "--json")
     report = json.loads(text)

@@ -132,11 +132,10 @@ INJECTIONS = {
 def test_a_broken_convention_is_caught_at_its_layer(torch, injection, request, tmp_path, monkeypatch):
     """Caught (the file fails) and pinned: a forward error's first departing output is the broken
     layer; a backward-only error leaves every output, the loss and the dense head's gradients
-    matching, and departs exactly in the gradients upstream of the broken layer.
-
-    The comparison's ``first_departure`` lists a layer's gradients with its parameters, so for a
-    forward error deep in the net it names layer 0 (whose gradient the error reaches in backward);
-    the first departing *output* is the broken layer."""
+    matching, and departs exactly in the gradients upstream of the broken layer. The comparison's
+    ``first_departure`` (computation order: forward, then backward from the last layer) names the
+    broken layer for a forward error, and for a backward error the last parameterised layer whose
+    gradient departs (or none when only grad_input does)."""
     from specref import torch_spectral
 
     fixture, breaking, broken_layer, backward_departures = INJECTIONS[injection]
@@ -150,13 +149,18 @@ def test_a_broken_convention_is_caught_at_its_layer(torch, injection, request, t
     _, manifest = read(path)
     if broken_layer is not None:
         assert outputs and outputs[0] == broken_layer, outputs
-        assert report["first_departure"]["layer"] == "0"
+        assert report["first_departure"]["layer"] == broken_layer
+        assert report["first_departure"]["phase"] == "forward"
         if broken_layer == "28":     # the one crop with an even output: 3 -> 2
             entry = manifest["layers"][28]
             assert entry["type"] == "SpectralDownsample" and entry["output"]["size"] == [2, 2]
     else:
         assert {row["key"] for row in departing} == backward_departures
-        assert report["first_departure"]["layer"] == ("0" if "grad/0/weight" in backward_departures else None)
+        order = [entry["name"] for entry in manifest["layers"]]
+        grad_layers = [key.split("/")[1] for key in backward_departures if key.startswith("grad/")]
+        expected = max(grad_layers, key=order.index) if grad_layers else None
+        assert report["first_departure"]["layer"] == expected
+        assert report["first_departure"]["phase"] == "backward"
 
 
 @pytest.mark.parametrize("inverse", [True, False], ids=["irfft2", "rfft2"])
@@ -175,7 +179,7 @@ def test_the_command_exits_1_when_the_candidate_departs(torch, spec_lenet, capsy
 
     monkeypatch.setattr(torch_spectral, "dc_scale", lambda size, norm: 1.0)
     assert cli.main(["validate", "torch", spec_lenet]) == 1
-    assert "first departing layer in forward order: 0 (SpectralConv2d)" in capsys.readouterr().out
+    assert "first departure in computation order: layer 0 (SpectralConv2d, forward pass)" in capsys.readouterr().out
 
 
 def test_a_file_without_a_registry_net_is_refused(torch, spec_lenet, tmp_path, capsys):
