@@ -8,6 +8,7 @@
     specref validate export --net spec-lenet --out golden.npz   # specref.golden
     specref validate compare golden.npz candidate.npz [--json]
     specref audit --net spec-vgg11 --betas 0,0.25,0.5,1 --threshold storage   # specref.audit_report
+    specref sweep --nets spec-lenet --betas 0,0.5,1 --data digits --epochs 5 --out sweeps/x   # specref.sweep
 
 Every subcommand returns 0 on success, 1 on a user error (bad file, bad value, divergence; the
 message goes to stderr without a traceback) and 2 on a usage error.
@@ -23,7 +24,7 @@ import warnings
 import numpy as np
 from tqdm import tqdm
 
-from . import audit_report, bench, golden, golden_compare, memory, nets
+from . import audit_report, bench, golden, golden_compare, golden_torch, memory, nets, sweep, sweep_table
 from .backend import Backend, array_module, to_numpy
 from .checkpoint import load_weights
 from .data import DataError
@@ -103,8 +104,11 @@ def _parser():
     memory.set_defaults(handler=_memory)
 
     plot = sub.add_parser("plot", help="training curves of one or more runs as a PNG")
-    plot.add_argument("runs", nargs="+", metavar="RUN_DIR")
-    plot.add_argument("--output", help="PNG path (default RUN_DIR/curves.png of the first run)")
+    plot.add_argument("runs", nargs="*", metavar="RUN_DIR")
+    plot.add_argument("--output", help="PNG path (default RUN_DIR/curves.png of the first run; "
+                      "OUT/fig1.png with --sweep)")
+    plot.add_argument("--sweep", metavar="OUT", help="instead: relative memory and error against beta of the "
+                      "`specref sweep --out OUT` sweep (the paper's Fig. 1)")
     plot.set_defaults(handler=_plot)
 
     bench_parser = sub.add_parser("bench", help="benchmarks (specref.bench)")
@@ -115,6 +119,7 @@ def _parser():
     golden.add_arguments(validate.add_subparsers(dest="validate_command", metavar="ACTION", required=True),
                          handler=_validate)
     audit_report.add_arguments(sub, handler=audit_report.command)
+    sweep.add_arguments(sub, handler=sweep.command, recipe=_add_recipe)
     return parser
 
 
@@ -126,6 +131,9 @@ def _add_recipe(parser, *, required, epochs, batch_size, lr=0.02, lr_halve_every
     parser.add_argument("--epochs", type=int, required=required, default=epochs)
     parser.add_argument("--beta", type=float, default=None,
                         help=f"threshold of the Spec layers (default {nets.DEFAULT_BETA:g})")
+    parser.add_argument("--activation", default=None,
+                        help="activation of the Spec blocks: " + ", ".join(nets.spec_activation_names())
+                        + " (default tanh, the paper's); for a spatial --net of train: tanh or relu")
     parser.add_argument("--batch-size", type=int, default=batch_size)
     parser.add_argument("--lr", type=float, default=lr)
     parser.add_argument("--momentum", type=float, default=0.95)
@@ -157,16 +165,18 @@ def _load_data(args):
     return dataset
 
 
-def _run(net, dataset, args, out, resume=False, storage=None):
+def _run(net, dataset, args, out, resume=False, storage=None, activation=None):
     return train(net, dataset, backend=args.backend, epochs=args.epochs, batch_size=args.batch_size,
                  lr=args.lr, momentum=args.momentum, lr_halve_every=args.lr_halve_every,
                  weight_decay=args.weight_decay, beta=args.beta, seed=args.seed, out=out,
                  resume=resume, progress=args.progress, max_steps=args.max_steps, storage=storage,
-                 memory_every=args.memory_every, init=args.init, audit_every=args.audit_every)
+                 memory_every=args.memory_every, init=args.init, audit_every=args.audit_every,
+                 activation=activation)
 
 
 def _train(args):
-    history = _run(args.net, _load_data(args), args, args.out, resume=args.resume, storage=args.storage)
+    history = _run(args.net, _load_data(args), args, args.out, resume=args.resume, storage=args.storage,
+                   activation=args.activation)
     s = history.summary
     where = f" -> {args.out}" if args.out else ""
     print(f"{s['net']} on {s['data']}: test accuracy {s['test_accuracy']:.4f}, test loss "
@@ -180,7 +190,9 @@ def _compare(args):
     # The Spec net stores its maps sparsely (the point of SpecNet); bitmask is the compact
     # codec at the densities measured here. The spatial baseline always keeps dense maps.
     for name, storage in ((base, None), ("spec-" + base, args.storage or "bitmask")):
-        history = _run(name, dataset, args, os.path.join(args.out, name), storage=storage)
+        # --activation names the Spec blocks' activation; the spatial net keeps its tanh
+        activation = args.activation if name.startswith("spec-") else None
+        history = _run(name, dataset, args, os.path.join(args.out, name), storage=storage, activation=activation)
         s = history.summary
         measured = _step_memory(history.net, dataset, args.batch_size)
         rows.append({"net": name, "test_accuracy": s["test_accuracy"], "step_ms": s["step_ms"],
@@ -291,6 +303,13 @@ def _memory_table(r):
 
 
 def _plot(args):
+    if args.sweep:
+        if args.runs:
+            raise CLIError(f"give RUN_DIRs or --sweep, not both (got {args.runs} and --sweep {args.sweep})")
+        print(f"wrote {sweep_table.plot(args.sweep, args.output)}")
+        return
+    if not args.runs:
+        raise CLIError("give at least one RUN_DIR (or --sweep OUT)")
     runs = []
     for run in args.runs:
         path = os.path.join(run, "metrics.jsonl")
@@ -348,7 +367,10 @@ def _bench(args):
 
 
 def _validate(args):
-    """export: write a golden file; compare: the report, exit status 1 unless every array matches."""
+    """export: write a golden file; compare: the report, exit status 1 unless every array matches;
+    torch: the same for the PyTorch implementation's recomputation (specref.golden_torch)."""
+    if args.validate_command == "torch":
+        return golden_torch.command(args)
     if args.validate_command == "compare":
         report = golden_compare.compare_files(args.golden, args.candidate, rtol=args.rtol, atol=args.atol)
         print(json.dumps(golden_compare.json_safe(report)) if args.json else golden_compare.format_report(report))

@@ -81,6 +81,33 @@ def test_train_errors_are_one_line(registry, tmp_path, capsys):
     assert "nosuchdata" in capsys.readouterr().err
 
 
+def test_activation_reaches_the_spec_net_only(registry, monkeypatch, tmp_path, capsys):
+    import specref.nets as nets
+
+    fake, seen = nets.build, []
+
+    def build(name, **kwargs):
+        seen.append((name, kwargs.get("activation")))
+        return fake(name, **kwargs)
+
+    monkeypatch.setattr(nets, "build", build)
+    assert cli.main(["compare", "--net", "lenet", "--epochs", "1", "--activation", "softsign",
+                     "--out", str(tmp_path / "cmp"), *LIMITS]) == 0
+    assert seen[:2] == [("lenet", None), ("spec-lenet", "softsign")]     # the spatial net keeps tanh
+    assert cli.main(["train", "--net", "spec-lenet", "--data", "digits", "--epochs", "1",
+                     "--activation", "scaled-tanh:4", *LIMITS]) == 0
+    assert seen[-1] == ("spec-lenet", "scaled-tanh:4")
+    assert cli.main(["train", "--net", "spec-lenet", "--data", "digits", "--epochs", "1", *LIMITS]) == 0
+    assert seen[-1] == ("spec-lenet", None)                              # the registry's default
+
+
+def test_bad_activation_is_a_one_line_error(capsys):
+    assert cli.main(["train", "--net", "spec-lenet", "--data", "digits", "--epochs", "1",
+                     "--activation", "relu", *LIMITS]) == 1
+    err = capsys.readouterr().err
+    assert "not odd" in err and "modrelu" in err and "Traceback" not in err
+
+
 def test_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["train", "--net", "lenet"])  # --data and --epochs are required
