@@ -37,7 +37,8 @@ from .kernels import small_dft, small_dft_adjoint
 NORMS = ("backward", "ortho", "forward")
 DEFAULT_NORM = "ortho"
 _DUAL = {"backward": "forward", "ortho": "ortho", "forward": "backward"}
-_WORKERS = os.cpu_count() or 1
+# Threads of scipy.fft per transform, read at call time (specref.sweep holds it to 1 per worker).
+WORKERS = os.cpu_count() or 1
 
 
 def check_norm(norm):
@@ -55,8 +56,8 @@ def _transforms(xp):
     if xp is np:
         import scipy.fft as sfft
 
-        return (lambda a, s, norm: sfft.rfft2(a, s=s, norm=norm, workers=_WORKERS),
-                lambda a, s, norm: sfft.irfft2(a, s=s, norm=norm, workers=_WORKERS))
+        return (lambda a, s, norm: sfft.rfft2(a, s=s, norm=norm, workers=WORKERS),
+                lambda a, s, norm: sfft.irfft2(a, s=s, norm=norm, workers=WORKERS))
     return (lambda a, s, norm: xp.fft.rfft2(a, s=s, norm=norm),
             lambda a, s, norm: xp.fft.irfft2(a, s=s, norm=norm))
 

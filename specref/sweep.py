@@ -326,13 +326,13 @@ def single_threaded():
 
     from . import batched, fft
 
-    saved = batched.WORKERS, fft._WORKERS
-    batched.WORKERS = fft._WORKERS = 1
+    saved = batched.WORKERS, fft.WORKERS
+    batched.WORKERS = fft.WORKERS = 1
     try:
         with threadpool_limits(limits=1):
             yield
     finally:
-        batched.WORKERS, fft._WORKERS = saved
+        batched.WORKERS, fft.WORKERS = saved
 
 
 # --- command line -----------------------------------------------------------------------------
