@@ -162,30 +162,34 @@ def plot(out, output=None):
             lines.setdefault((g["net"], g["activation"], g["storage"]), []).append(g)
     if not lines:
         raise ValueError(f"{out}'s table holds no Spec cells yet")
-    figure = Figure(figsize=(10, 4), dpi=100)
+    figure = Figure(figsize=(12, 4.5), dpi=100)
     FigureCanvasAgg(figure)
     memory_axes, error_axes = figure.subplots(1, 2)
     for i, ((net, activation, storage), members) in enumerate(lines.items()):
         members = sorted(members, key=lambda g: g["beta"])
         betas, label = [g["beta"] for g in members], f"{net} {activation} ({storage})"
-        _errorbar(memory_axes, betas, members, "relative_saved_mean", f"C{i}", "-", f"{label} average")
-        _errorbar(memory_axes, betas, members, "relative_saved_peak", f"C{i}", "--", f"{label} peak")
-        _errorbar(error_axes, betas, members, "relative_error", f"C{i}", "-", label)
-    memory_axes.set(xlabel="beta", ylabel="memory / spatial net's", title="relative memory (kept for backward)")
-    error_axes.set(xlabel="beta", ylabel="error / spatial net's", title="relative error")
+        color = f"C{i % 10}"
+        marker = "o" if i < 10 else "s"         # matplotlib's cycle has 10 colours
+        _errorbar(memory_axes, betas, members, "relative_saved_mean", color, "-", label, marker)
+        _errorbar(memory_axes, betas, members, "relative_saved_peak", color, "--", None, marker)
+        _errorbar(error_axes, betas, members, "relative_error", color, "-", None, marker)
+    memory_axes.set(xlabel="beta", ylabel="memory / spatial net's (solid: average, dashed: peak)",
+                    title="relative memory kept for backward")
+    error_axes.set(xlabel="beta", ylabel="error / spatial net's", title="relative test error")
     for axes in (memory_axes, error_axes):
         axes.axhline(1.0, color="gray", linewidth=0.8)
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=7)
-    figure.tight_layout()
+    # one legend for both panels, outside them: with many lines it would hide the data
+    figure.legend(loc="center right", fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0, 0.78, 1))
     output = output or os.path.join(out, "fig1.png")
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     figure.savefig(output, format="png")
     return output
 
 
-def _errorbar(axes, betas, members, metric, color, linestyle, label):
+def _errorbar(axes, betas, members, metric, color, linestyle, label, marker="o"):
     means = [float("nan") if g[f"{metric}_mean"] is None else g[f"{metric}_mean"] for g in members]
     stds = [0.0 if g[f"{metric}_std"] is None else g[f"{metric}_std"] for g in members]
-    axes.errorbar(betas, means, yerr=stds, color=color, linestyle=linestyle, marker="o", markersize=3,
+    axes.errorbar(betas, means, yerr=stds, color=color, linestyle=linestyle, marker=marker, markersize=3,
                   capsize=2, label=label)
