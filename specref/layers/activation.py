@@ -67,7 +67,6 @@ class ComplexActivation(SpectralActivation):
         # Kept input: Y_hat is zero exactly where the threshold zeroed it, whatever h is.
         self.zero_only_at_zero = (derivative_of == "input"
                                   or bool(np.all(np.asarray(fn(nonzero_probe)) != 0)))
-        self.mask_in_backward = False        # set by Threshold.share_mask_with where supported
 
     def forward(self, x):
         check_spectrum(x)
