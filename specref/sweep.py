@@ -207,15 +207,26 @@ def _known(grid, rows):
 
 
 def _run_cells(client, runner, pending, config, out, rows, grid, bar):
-    """Submit every pending cell (baselines first), record each row as it comes back."""
+    """Run every pending cell (baselines first), recording each row as it comes back.
+
+    At most one cell per worker thread is in flight: a scheduler sends tasks ahead to a busy
+    worker, and a worker that dies takes every task it holds with it (each counted as a failure),
+    so submitting all cells at once could fail a cell queued behind one that kills its worker."""
     from distributed import as_completed
 
     token = uuid.uuid4().hex[:8]
-    futures = {client.submit(runner, asdict(cell), config["recipe"], os.path.abspath(out),
-                             key=f"specref-sweep-{cell.name}-{token}", retries=1, pure=False,
-                             priority=1 if cell.baseline else 0): cell for cell in pending}
-    for future in as_completed(futures):
-        cell = futures[future]
+    queue = sorted(pending, key=lambda cell: not cell.baseline)     # stable: grid order otherwise
+    futures = {}
+
+    def submit(cell):
+        future = client.submit(runner, asdict(cell), config["recipe"], os.path.abspath(out),
+                               key=f"specref-sweep-{cell.name}-{token}", retries=1, pure=False)
+        futures[future] = cell
+        return future
+
+    running = as_completed([submit(cell) for cell in _take(queue, _slots(client))])
+    for future in running:
+        cell = futures.pop(future)
         try:
             row = future.result()
         except Exception as exc:        # the worker died twice (KilledWorker), or the task could not run
@@ -226,6 +237,20 @@ def _run_cells(client, runner, pending, config, out, rows, grid, bar):
         bar.update(1)
         if row.get("status") != "ok":
             tqdm.write(f"specref sweep: {cell.name} failed: {row.get('error')}", file=sys.stderr)
+        for cell in _take(queue, _slots(client) - len(futures)):
+            running.add(submit(cell))
+
+
+def _slots(client):
+    """Worker threads the scheduler has now (at least 1: cells wait for a worker to join)."""
+    return max(1, sum(client.nthreads().values()))
+
+
+def _take(queue, n):
+    """Remove and return the first ``n`` items of ``queue``."""
+    taken = queue[:max(0, n)]
+    del queue[:len(taken)]
+    return taken
 
 
 @contextlib.contextmanager
